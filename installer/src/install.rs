@@ -1,0 +1,214 @@
+//! `add`: the whole install, staged and atomic.
+//!
+//! Nothing touches the store until the source is analysed and planned (bad input fails before
+//! any write). Then everything is written into a staging folder inside the store, fsynced,
+//! verified from disk, and renamed into `NODE/ID`. On any error the staging folder, and a store
+//! folder or topology file this install created, are removed: the store is as it was.
+
+use crate::analyse::{self, Analysis};
+use crate::info::{self, CONTENT_TS, FileInfo, INDEX_FILE, MANIFEST_FILE, Manifest};
+use crate::progress::Progress;
+use crate::remux::{self, RemuxStats};
+use crate::store::{self, Created, Store};
+use crate::{InstallError, Result, source, transcode, verify};
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+pub struct Options {
+    pub id: Option<String>,
+    pub store: PathBuf,
+    pub dry_run: bool,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct Outcome {
+    pub id: String,
+    pub node: String,
+    /// Where it was (or, with --dry-run, would be) installed.
+    pub path: PathBuf,
+    pub dry_run: bool,
+    pub analysis: Analysis,
+    pub manifest: Option<Manifest>,
+}
+
+fn write_file(path: &Path, data: &[u8]) -> Result<FileInfo> {
+    let mut f = fs::File::create(path).map_err(|e| InstallError::io(path, e))?;
+    f.write_all(data).map_err(|e| InstallError::io(path, e))?;
+    f.sync_all().map_err(|e| InstallError::io(path, e))?;
+    Ok(FileInfo {
+        size: data.len() as u64,
+        crc32: info::crc_hex(data),
+    })
+}
+
+pub fn add(file: &Path, opts: &Options, progress: &mut Progress) -> Result<Outcome> {
+    progress.stage("analyse");
+    let src = source::open(file)?;
+    let analysis = analyse::analyse(&src)?;
+    let id = opts.id.clone().unwrap_or_else(|| store::id_from_path(file));
+    store::check_id(&id)?;
+    if analysis.needs_ffmpeg && transcode::find_tool("ffmpeg").is_none() {
+        let what: Vec<String> = analysis
+            .tracks
+            .iter()
+            .filter(|t| t.action == crate::plan::Action::Transcode)
+            .map(|t| format!("transcoding {}", t.codec_name))
+            .collect();
+        return Err(InstallError::FfmpegMissing {
+            what: if what.is_empty() {
+                format!("reading a {} file", analysis.container.name())
+            } else {
+                what.join(", ")
+            },
+        });
+    }
+    if opts.dry_run {
+        let node = match Store::open(&opts.store) {
+            Ok(s) => s.node_for(&id).to_string(),
+            Err(_) => Store {
+                root: opts.store.clone(),
+                topology: store::Topology::default_single_host(),
+            }
+            .node_for(&id)
+            .to_string(),
+        };
+        progress.finish();
+        return Ok(Outcome {
+            path: opts.store.join(&node).join(&id),
+            id,
+            node,
+            dry_run: true,
+            analysis,
+            manifest: None,
+        });
+    }
+    let mut created = Created::default();
+    let result = (|| {
+        let store = Store::open_or_create(&opts.store, &mut created)?;
+        if !store.locate(&id).is_empty() {
+            return Err(InstallError::Exists(id.clone()));
+        }
+        let staging = store.staging(&id)?;
+        let r = stage_and_commit(&store, &src, &analysis, &id, &staging, progress);
+        if r.is_err() {
+            let _ = fs::remove_dir_all(&staging);
+        }
+        r
+    })();
+    progress.finish();
+    match result {
+        Ok((node, path, manifest)) => Ok(Outcome {
+            id,
+            node,
+            path,
+            dry_run: false,
+            analysis,
+            manifest: Some(manifest),
+        }),
+        Err(e) => {
+            if created.root {
+                let _ = fs::remove_dir_all(&opts.store);
+            } else {
+                for p in created.paths.iter().rev() {
+                    let _ = fs::remove_file(p);
+                }
+            }
+            Err(e)
+        }
+    }
+}
+
+fn stage_and_commit(
+    store: &Store,
+    src: &source::Source,
+    analysis: &Analysis,
+    id: &str,
+    staging: &Path,
+    progress: &mut Progress,
+) -> Result<(String, PathBuf, Manifest)> {
+    // 1. ffmpeg first when the plan needs it; its TS output is then our source.
+    let transcoded;
+    let (bytes, path, plan): (&[u8], &Path, Analysis) = if analysis.needs_ffmpeg {
+        progress.stage("transcode");
+        let tmp = staging.join("transcode.ts");
+        transcode::to_ts(&src.path, analysis, &tmp)?;
+        transcoded = source::open(&tmp)?;
+        let a2 = analyse::analyse(&transcoded)?;
+        (transcoded.bytes(), &transcoded.path, a2)
+    } else {
+        (src.bytes(), &src.path, analysis.clone())
+    };
+    // 2. Our remux into the content TS, building the index.
+    progress.stage("remux");
+    let ts_path = staging.join(CONTENT_TS);
+    let mut ts_file = fs::File::create(&ts_path).map_err(|e| InstallError::io(&ts_path, e))?;
+    let (index, stats): (_, RemuxStats) = remux::remux(bytes, path, &plan, &mut ts_file, &mut |d, t| progress.bytes(d, t))?;
+    ts_file.sync_all().map_err(|e| InstallError::io(&ts_path, e))?;
+    drop(ts_file);
+    if analysis.needs_ffmpeg {
+        let tmp = staging.join("transcode.ts");
+        fs::remove_file(&tmp).map_err(|e| InstallError::io(&tmp, e))?;
+    }
+    // 3. Information files.
+    progress.stage("info");
+    let mut files = BTreeMap::new();
+    files.insert(
+        CONTENT_TS.to_string(),
+        FileInfo {
+            size: stats.size,
+            crc32: format!("{:08x}", stats.crc32),
+        },
+    );
+    files.insert(INDEX_FILE.to_string(), write_file(&staging.join(INDEX_FILE), &index.to_bytes())?);
+    for (name, text) in info::playlists(&index, analysis) {
+        files.insert(name.to_string(), write_file(&staging.join(name), text.as_bytes())?);
+    }
+    let pids: Vec<u16> = {
+        // PIDs in mux order: the muxer numbers carried streams from FIRST_ES_PID.
+        let n = analysis.tracks.iter().filter(|t| t.action != crate::plan::Action::Drop).count();
+        (0..n as u16).map(|i| media::ts::mux::FIRST_ES_PID + i).collect()
+    };
+    let mut warnings = analysis.warnings.clone();
+    if stats.parameter_sets_inserted > 0 {
+        warnings.push(format!("parameter sets inserted before {} keyframes", stats.parameter_sets_inserted));
+    }
+    if analysis.video.as_ref().is_some_and(|v| v.open_gop) {
+        warnings.push("open GOP (CRA keyframes): seeks land on CRA pictures whose leading pictures are skipped".into());
+    }
+    let secs = (index.duration_90k as f64 / 90_000.0).max(0.001);
+    let mut manifest = Manifest {
+        format: info::MANIFEST_FORMAT.into(),
+        version: info::MANIFEST_VERSION,
+        id: id.into(),
+        source: src.path.display().to_string(),
+        source_container: analysis.container.name().into(),
+        source_size: analysis.size,
+        installed_at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        duration_90k: index.duration_90k,
+        duration_seconds: index.duration_90k as f64 / 90_000.0,
+        bitrate: (stats.size as f64 * 8.0 / secs) as u64,
+        index_version: media::index::VERSION,
+        keyframes: index.entries.len() as u64,
+        tracks: info::manifest_tracks(analysis, &pids),
+        files,
+        warnings,
+        checksum: String::new(),
+    };
+    let mbytes = manifest.to_bytes();
+    write_file(&staging.join(MANIFEST_FILE), &mbytes)?;
+    store::fsync_dir(staging)?;
+    // 4. Verify from disk, then commit.
+    progress.stage("verify");
+    verify::verify_dir(staging, id).map_err(|reason| InstallError::Verify {
+        id: id.into(),
+        node: "staging".into(),
+        reason,
+    })?;
+    let node = store.node_for(id).to_string();
+    let path = store.commit(staging, &node, id)?;
+    Ok((node, path, manifest))
+}

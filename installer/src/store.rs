@@ -1,0 +1,314 @@
+//! The store: a folder an operator can read.
+//!
+//! ```text
+//! STORE/store.json          the topology the store was created with (hosts and virtual nodes)
+//! STORE/NODE/ID/            one installed content on one virtual node:
+//!     content.ts index.sidx manifest.json index.m3u8 media.m3u8 iframes.m3u8
+//! STORE/.staging-ID-PID/    an install in progress (renamed into place when verified)
+//! ```
+//!
+//! The first install into an empty folder records the default topology (one physical host with
+//! two virtual nodes). A content goes to the node that wins rendezvous hashing over the nodes;
+//! replication over hosts comes with the storage-node work.
+
+use crate::info::{MANIFEST_FILE, Manifest};
+use crate::{InstallError, Result};
+use serde::{Deserialize, Serialize};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+pub const STORE_FILE: &str = "store.json";
+pub const STORE_FORMAT: &str = "sluice-store";
+pub const STORE_VERSION: u32 = 1;
+const STAGING_PREFIX: &str = ".staging-";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Host {
+    pub name: String,
+    pub nodes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Topology {
+    pub format: String,
+    pub version: u32,
+    pub hosts: Vec<Host>,
+}
+
+impl Topology {
+    pub fn default_single_host() -> Topology {
+        Topology {
+            format: STORE_FORMAT.into(),
+            version: STORE_VERSION,
+            hosts: vec![Host {
+                name: "host-1".into(),
+                nodes: vec!["node-1".into(), "node-2".into()],
+            }],
+        }
+    }
+
+    pub fn nodes(&self) -> impl Iterator<Item = &str> {
+        self.hosts.iter().flat_map(|h| h.nodes.iter().map(String::as_str))
+    }
+}
+
+/// Content ids become folder names and URL path segments: keep them plain.
+pub fn check_id(id: &str) -> Result<()> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && !id.starts_with(['.', '-'])
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if ok { Ok(()) } else { Err(InstallError::BadId(id.into())) }
+}
+
+/// An id from a file name: its stem, with anything outside the allowed set replaced by `_`.
+pub fn id_from_path(path: &Path) -> String {
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("content");
+    let mut id: String = stem
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' })
+        .take(64)
+        .collect();
+    while id.starts_with(['.', '-']) {
+        id.remove(0);
+    }
+    if id.is_empty() { "content".into() } else { id }
+}
+
+/// FNV-1a 64: small, stable across builds and platforms (placement must not change when the
+/// standard library's hasher does).
+fn fnv1a(parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for &b in *p {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        h ^= 0xFF;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+pub struct Store {
+    pub root: PathBuf,
+    pub topology: Topology,
+}
+
+/// What `Store::create` made, so a failed install can take it back.
+#[derive(Debug, Default)]
+pub struct Created {
+    pub root: bool,
+    pub paths: Vec<PathBuf>,
+}
+
+fn io<T>(path: &Path, r: std::io::Result<T>) -> Result<T> {
+    r.map_err(|e| InstallError::io(path, e))
+}
+
+pub fn fsync_dir(path: &Path) -> Result<()> {
+    io(path, fs::File::open(path).and_then(|d| d.sync_all()))
+}
+
+impl Store {
+    /// Open an existing store.
+    pub fn open(root: &Path) -> Result<Store> {
+        let file = root.join(STORE_FILE);
+        let bytes = match fs::read(&file) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(InstallError::Store {
+                    path: root.into(),
+                    reason: "no store here (store.json missing): install something first".into(),
+                });
+            }
+            Err(e) => return Err(InstallError::io(&file, e)),
+        };
+        let topology: Topology = serde_json::from_slice(&bytes).map_err(|e| InstallError::Store {
+            path: file.clone(),
+            reason: format!("unreadable topology: {e}"),
+        })?;
+        if topology.format != STORE_FORMAT || topology.version != STORE_VERSION {
+            return Err(InstallError::Store {
+                path: file,
+                reason: format!(
+                    "store format {} version {} is not supported (this build reads {STORE_FORMAT} {STORE_VERSION})",
+                    topology.format, topology.version
+                ),
+            });
+        }
+        if topology.nodes().next().is_none() {
+            return Err(InstallError::Store {
+                path: file,
+                reason: "topology has no nodes".into(),
+            });
+        }
+        Ok(Store {
+            root: root.into(),
+            topology,
+        })
+    }
+
+    /// Open the store, creating it with the default topology when the folder is new or empty.
+    pub fn open_or_create(root: &Path, created: &mut Created) -> Result<Store> {
+        if root.join(STORE_FILE).exists() {
+            return Store::open(root);
+        }
+        if !root.exists() {
+            io(root, fs::create_dir_all(root))?;
+            created.root = true;
+        } else if io(root, fs::read_dir(root))?.next().is_some() {
+            return Err(InstallError::Store {
+                path: root.into(),
+                reason: "folder is not empty and has no store.json: not a Sluice store".into(),
+            });
+        }
+        let topology = Topology::default_single_host();
+        let file = root.join(STORE_FILE);
+        let tmp = root.join(".store.json.tmp");
+        let mut body = serde_json::to_vec_pretty(&topology).unwrap_or_default();
+        body.push(b'\n');
+        created.paths.push(tmp.clone());
+        io(&tmp, fs::write(&tmp, &body))?;
+        io(&tmp, fs::File::open(&tmp).and_then(|f| f.sync_all()))?;
+        created.paths.push(file.clone());
+        io(&file, fs::rename(&tmp, &file))?;
+        fsync_dir(root)?;
+        Ok(Store {
+            root: root.into(),
+            topology,
+        })
+    }
+
+    /// The node a content goes to: the highest rendezvous score of (node, id).
+    pub fn node_for(&self, id: &str) -> &str {
+        self.topology
+            .nodes()
+            .max_by_key(|n| fnv1a(&[n.as_bytes(), id.as_bytes()]))
+            .unwrap_or("node-1")
+    }
+
+    /// Where every installed copy of `id` is.
+    pub fn locate(&self, id: &str) -> Vec<(String, PathBuf)> {
+        self.topology
+            .nodes()
+            .map(|n| (n.to_string(), self.root.join(n).join(id)))
+            .filter(|(_, p)| p.join(MANIFEST_FILE).is_file())
+            .collect()
+    }
+
+    /// A new staging folder for `id`; stale ones of dead installs are removed first.
+    pub fn staging(&self, id: &str) -> Result<PathBuf> {
+        self.sweep_stale_staging();
+        let dir = self.root.join(format!("{STAGING_PREFIX}{id}-{}", std::process::id()));
+        if dir.exists() {
+            io(&dir, fs::remove_dir_all(&dir))?;
+        }
+        io(&dir, fs::create_dir(&dir))?;
+        Ok(dir)
+    }
+
+    /// Staging folders whose process is gone are leftovers of an interrupted install.
+    fn sweep_stale_staging(&self) {
+        let Ok(rd) = fs::read_dir(&self.root) else { return };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(rest) = name.strip_prefix(STAGING_PREFIX) else { continue };
+            let pid = rest.rsplit('-').next().and_then(|p| p.parse::<u32>().ok());
+            if let Some(pid) = pid {
+                if !Path::new(&format!("/proc/{pid}")).exists() {
+                    let _ = fs::remove_dir_all(e.path());
+                }
+            }
+        }
+    }
+
+    /// Move a verified staging folder into place as `NODE/ID`, durably.
+    pub fn commit(&self, staging: &Path, node: &str, id: &str) -> Result<PathBuf> {
+        let node_dir = self.root.join(node);
+        if !node_dir.exists() {
+            io(&node_dir, fs::create_dir(&node_dir))?;
+            fsync_dir(&self.root)?;
+        }
+        let target = node_dir.join(id);
+        if target.exists() {
+            return Err(InstallError::Exists(id.into()));
+        }
+        match fs::rename(staging, &target) {
+            Ok(()) => {}
+            // Another install of the same id won the race.
+            Err(e) if matches!(e.raw_os_error(), Some(39) | Some(17)) => return Err(InstallError::Exists(id.into())),
+            Err(e) => return Err(InstallError::io(&target, e)),
+        }
+        fsync_dir(&node_dir)?;
+        fsync_dir(&self.root)?;
+        Ok(target)
+    }
+
+    /// Every installed content with its manifest (or the error reading it).
+    pub fn list(&self) -> Vec<(String, String, Result<Manifest>)> {
+        let mut out = Vec::new();
+        for node in self.topology.nodes() {
+            let Ok(rd) = fs::read_dir(self.root.join(node)) else { continue };
+            let mut ids: Vec<String> = rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+            ids.sort();
+            for id in ids {
+                let path = self.root.join(node).join(&id).join(MANIFEST_FILE);
+                let m = fs::read(&path)
+                    .map_err(|e| InstallError::io(&path, e))
+                    .and_then(|b| Manifest::parse(&b, &path));
+                out.push((node.to_string(), id, m));
+            }
+        }
+        out
+    }
+
+    /// Remove every copy of `id`: each folder is first renamed away (so it vanishes atomically
+    /// for readers), then deleted.
+    pub fn remove(&self, id: &str) -> Result<Vec<String>> {
+        check_id(id)?;
+        let found = self.locate(id);
+        if found.is_empty() {
+            return Err(InstallError::NotFound(id.into()));
+        }
+        let mut nodes = Vec::new();
+        for (node, path) in found {
+            let trash = self.root.join(format!("{STAGING_PREFIX}{id}-removed-{}", std::process::id()));
+            io(&path, fs::rename(&path, &trash))?;
+            fsync_dir(&self.root.join(&node))?;
+            io(&trash, fs::remove_dir_all(&trash))?;
+            nodes.push(node);
+        }
+        Ok(nodes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids() {
+        assert!(check_id("movie-1.hd_v2").is_ok());
+        for bad in ["", "../x", "a/b", ".hidden", "-x", "a b", &"x".repeat(65)] {
+            assert!(check_id(bad).is_err(), "{bad}");
+        }
+        assert_eq!(id_from_path(Path::new("/a/My Movie (2).mp4")), "My_Movie__2_");
+        assert_eq!(id_from_path(Path::new("/a/.mp4")), ".mp4".trim_start_matches('.').to_string());
+    }
+
+    #[test]
+    fn create_open_and_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("store");
+        let mut c = Created::default();
+        let s = Store::open_or_create(&root, &mut c).unwrap();
+        assert!(c.root);
+        let again = Store::open(&root).unwrap();
+        assert_eq!(again.topology, s.topology);
+        let n1 = s.node_for("a");
+        assert_eq!(n1, again.node_for("a"));
+        let spread: std::collections::HashSet<&str> = (0..50).map(|i| s.node_for(&format!("id{i}"))).collect();
+        assert_eq!(spread.len(), 2);
+    }
+}
