@@ -48,7 +48,9 @@ pub struct VideoReport {
 #[derive(Debug, Clone)]
 pub enum Detail {
     Mp4(Box<Movie>),
-    Ts { min_dts: i64 },
+    Ts {
+        min_dts: i64,
+    },
     /// Read by ffmpeg only.
     Other,
 }
@@ -114,9 +116,19 @@ fn base(src: &Source, detail: Detail) -> Analysis {
     }
 }
 
-fn report(source_index: usize, info: TrackInfo, action: Action, reason: String, rfc: Option<String>) -> TrackReport {
+fn report(
+    source_index: usize,
+    info: TrackInfo,
+    action: Action,
+    reason: String,
+    rfc: Option<String>,
+) -> TrackReport {
     TrackReport {
-        codec_name: info.codec.as_ref().map_or("unknown", |c| c.name()).to_string(),
+        codec_name: info
+            .codec
+            .as_ref()
+            .map_or("unknown", |c| c.name())
+            .to_string(),
         source_index,
         info,
         action,
@@ -149,12 +161,27 @@ fn analyse_mp4(src: &Source) -> Result<Analysis> {
     a.duration_seconds = secs(movie.duration_90k);
     let mut first_video = true;
     for t in &movie.tracks {
-        let codec = t.info.codec.clone().unwrap_or(Codec::Other("unknown".into()));
+        let codec = t
+            .info
+            .codec
+            .clone()
+            .unwrap_or(Codec::Other("unknown".into()));
         let kind = t.info.kind.unwrap_or(codec.kind());
         let is_first_video = kind != TrackKind::Video || first_video;
-        let (action, reason) = plan::decide(a.container, kind, &codec, is_first_video, VideoFacts::default());
+        let (action, reason) = plan::decide(
+            a.container,
+            kind,
+            &codec,
+            is_first_video,
+            VideoFacts::default(),
+        );
         let (avc_pl, aot) = match &t.config {
-            CodecConfig::Avc { sps, .. } => (sps.first().and_then(|s| s.get(1..4)).map(|b| [b[0], b[1], b[2]]), None),
+            CodecConfig::Avc { sps, .. } => (
+                sps.first()
+                    .and_then(|s| s.get(1..4))
+                    .map(|b| [b[0], b[1], b[2]]),
+                None,
+            ),
             CodecConfig::Aac { object_type, .. } => (None, Some(*object_type)),
             _ => (None, None),
         };
@@ -162,7 +189,13 @@ fn analyse_mp4(src: &Source) -> Result<Analysis> {
             first_video = false;
             a.video = Some(mp4_video_report(src, t, &codec)?);
         }
-        a.tracks.push(report(a.tracks.len(), t.info.clone(), action, reason, plan::rfc6381(&codec, avc_pl, aot)));
+        a.tracks.push(report(
+            a.tracks.len(),
+            t.info.clone(),
+            action,
+            reason,
+            plan::rfc6381(&codec, avc_pl, aot),
+        ));
     }
     a.detail = Detail::Mp4(Box::new(movie));
     Ok(a)
@@ -174,7 +207,12 @@ fn mp4_video_report(src: &Source, t: &media::mp4::Track, codec: &Codec) -> Resul
         ..Default::default()
     };
     let nls = match &t.config {
-        CodecConfig::Avc { nal_length_size, .. } | CodecConfig::Hevc { nal_length_size, .. } => Some(*nal_length_size),
+        CodecConfig::Avc {
+            nal_length_size, ..
+        }
+        | CodecConfig::Hevc {
+            nal_length_size, ..
+        } => Some(*nal_length_size),
         _ => None,
     };
     let mut kf = Vec::new();
@@ -182,12 +220,18 @@ fn mp4_video_report(src: &Source, t: &media::mp4::Track, codec: &Codec) -> Resul
     for s in t.samples.iter().filter(|s| s.keyframe) {
         kf.push(s.pts);
         let Some(n) = nls else { continue };
-        let Some(data) = usize::try_from(s.offset).ok().and_then(|o| src.bytes().get(o..o + s.size as usize)) else {
+        let Some(data) = usize::try_from(s.offset)
+            .ok()
+            .and_then(|o| src.bytes().get(o..o + s.size as usize))
+        else {
             continue;
         };
         // Re-frame the first NAL units as Annex B so the shared scanner can judge them.
         let mut annexb = Vec::new();
-        for nal in LengthPrefixed::new(data, n).map_err(|e| InstallError::media(&src.path, e))?.take(16) {
+        for nal in LengthPrefixed::new(data, n)
+            .map_err(|e| InstallError::media(&src.path, e))?
+            .take(16)
+        {
             let Ok(nal) = nal else { break };
             annexb.extend_from_slice(&[0, 0, 1]);
             annexb.extend_from_slice(&nal[..nal.len().min(64)]);
@@ -226,12 +270,18 @@ fn analyse_ts(src: &Source) -> Result<Analysis> {
         adts: Option<(u32, u32, u8)>,
     }
     let mut acc: Vec<Acc> = streams.iter().map(|_| Acc::default()).collect();
-    let video_idx = streams.iter().position(|s| s.codec.kind() == TrackKind::Video);
+    let video_idx = streams
+        .iter()
+        .position(|s| s.codec.kind() == TrackKind::Video);
     let mut min_dts: Option<i64> = None;
     while let Some(frame) = dmx.next_frame() {
         let frame = frame.map_err(err)?;
-        let Some(i) = streams.iter().position(|s| s.pid == frame.pid) else { continue };
-        let (Some(pts), dts) = (frame.pts, frame.dts) else { continue };
+        let Some(i) = streams.iter().position(|s| s.pid == frame.pid) else {
+            continue;
+        };
+        let (Some(pts), dts) = (frame.pts, frame.dts) else {
+            continue;
+        };
         let dts = dts.unwrap_or(pts);
         min_dts = Some(min_dts.map_or(dts, |m| m.min(dts)));
         let s = &mut acc[i];
@@ -255,7 +305,11 @@ fn analyse_ts(src: &Source) -> Result<Analysis> {
                     .find(|n| n.first().is_some_and(|b| b & 0x1F == 7))
                     .map(<[u8]>::to_vec);
             }
-        } else if *codec == Codec::Aac && s.adts.is_none() && frame.data.len() >= 7 && frame.data[0] == 0xFF {
+        } else if *codec == Codec::Aac
+            && s.adts.is_none()
+            && frame.data.len() >= 7
+            && frame.data[0] == 0xFF
+        {
             let d = &frame.data;
             let sri = (d[2] >> 2) & 0x0F;
             let ch = ((d[2] & 1) << 2) | (d[3] >> 6);
@@ -273,48 +327,70 @@ fn analyse_ts(src: &Source) -> Result<Analysis> {
         ));
     }
     if stats.cc_errors > 0 {
-        a.warnings.push(format!("{} continuity-counter errors in the source", stats.cc_errors));
+        a.warnings.push(format!(
+            "{} continuity-counter errors in the source",
+            stats.cc_errors
+        ));
     }
     if stats.packets_before_pat > 0 {
-        a.container_notes.push(format!("{} packets before the first PAT ignored", stats.packets_before_pat));
+        a.container_notes.push(format!(
+            "{} packets before the first PAT ignored",
+            stats.packets_before_pat
+        ));
     }
     if dmx.stride() != 188 {
-        a.container_notes.push(format!("{}-byte packets (rewritten as 188)", dmx.stride()));
+        a.container_notes
+            .push(format!("{}-byte packets (rewritten as 188)", dmx.stride()));
     }
     // Frame duration per stream from the median pts step.
     let step = |p: &[i64]| {
         let mut v = p.to_vec();
         v.sort_unstable();
-        let mut d: Vec<i64> = v.windows(2).map(|w| w[1] - w[0]).filter(|&d| d > 0).collect();
+        let mut d: Vec<i64> = v
+            .windows(2)
+            .map(|w| w[1] - w[0])
+            .filter(|&d| d > 0)
+            .collect();
         d.sort_unstable();
         d.get(d.len() / 2).copied()
     };
     let start = acc.iter().filter_map(|s| s.min_pts).min().unwrap_or(0);
-    let end = acc
-        .iter()
-        .filter_map(|s| Some(s.max_pts? + step(&s.pts).unwrap_or(0)))
-        .max()
-        .unwrap_or(start);
+    // The end is the video's last frame plus one frame duration. Audio PES often pack several
+    // frames, so their step says little about the last one's length; use audio only when alone.
+    let end_of = |s: &Acc| Some(s.max_pts? + step(&s.pts).unwrap_or(0));
+    let end = match video_idx.and_then(|v| end_of(&acc[v])) {
+        Some(e) => e,
+        None => acc.iter().filter_map(end_of).max().unwrap_or(start),
+    };
     a.duration_90k = (end - start).max(0) as u64;
     a.duration_seconds = secs(a.duration_90k);
     let mut first_video = true;
     for (i, (st, s)) in streams.iter().zip(&acc).enumerate() {
         if s.frames == 0 {
-            a.warnings.push(format!("stream PID {} ({}) has no frames: dropped", st.pid, st.codec.name()));
+            a.warnings.push(format!(
+                "stream PID {} ({}) has no frames: dropped",
+                st.pid,
+                st.codec.name()
+            ));
             continue;
         }
         let kind = st.codec.kind();
         let is_first_video = kind != TrackKind::Video || first_video;
         let facts = VideoFacts {
-            ps_every_keyframe: !s.keyframe_pts.is_empty() && s.ps_keyframes == s.keyframe_pts.len() as u64,
+            ps_every_keyframe: !s.keyframe_pts.is_empty()
+                && s.ps_keyframes == s.keyframe_pts.len() as u64,
         };
-        let (action, reason) = plan::decide(Container::Mpegts, kind, &st.codec, is_first_video, facts);
+        let (action, reason) =
+            plan::decide(Container::Mpegts, kind, &st.codec, is_first_video, facts);
         let mut info = TrackInfo {
             id: u32::from(st.pid),
             kind: Some(kind),
             codec: Some(st.codec.clone()),
             language: st.language.clone(),
-            duration_90k: s.max_pts.zip(s.min_pts).map(|(x, n)| (x - n) as u64 + step(&s.pts).unwrap_or(0) as u64),
+            duration_90k: s
+                .max_pts
+                .zip(s.min_pts)
+                .map(|(x, n)| (x - n) as u64 + step(&s.pts).unwrap_or(0) as u64),
             ..Default::default()
         };
         let mut avc_pl = None;
@@ -356,7 +432,13 @@ fn analyse_ts(src: &Source) -> Result<Analysis> {
             a.video = Some(v);
         }
         let aot = s.adts.map(|x| x.2);
-        a.tracks.push(report(i, info, action, reason, plan::rfc6381(&st.codec, avc_pl, aot)));
+        a.tracks.push(report(
+            i,
+            info,
+            action,
+            reason,
+            plan::rfc6381(&st.codec, avc_pl, aot),
+        ));
     }
     a.detail = Detail::Ts {
         min_dts: min_dts.unwrap_or(0),
@@ -375,7 +457,13 @@ fn analyse_with_ffprobe(src: &Source) -> Result<Analysis> {
         let codec = info.codec.clone().unwrap_or(Codec::Other("unknown".into()));
         let kind = info.kind.unwrap_or(TrackKind::Other);
         let is_first_video = kind != TrackKind::Video || first_video;
-        let (action, reason) = plan::decide(src.container, kind, &codec, is_first_video, VideoFacts::default());
+        let (action, reason) = plan::decide(
+            src.container,
+            kind,
+            &codec,
+            is_first_video,
+            VideoFacts::default(),
+        );
         if kind == TrackKind::Video && action != Action::Drop {
             first_video = false;
         }

@@ -38,7 +38,9 @@ pub enum InstallError {
     Exists(String),
     #[error("content id {0:?} is not installed")]
     NotFound(String),
-    #[error("invalid content id {0:?}: use 1-64 characters from a-z A-Z 0-9 . _ - (not starting with . or -)")]
+    #[error(
+        "invalid content id {0:?}: use 1-64 characters from a-z A-Z 0-9 . _ - (not starting with . or -)"
+    )]
     BadId(String),
     #[error("store {path}: {reason}")]
     Store { path: PathBuf, reason: String },

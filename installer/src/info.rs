@@ -95,7 +95,8 @@ impl Manifest {
             path: path.into(),
             reason,
         };
-        let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| bad(format!("manifest is not JSON: {e}")))?;
+        let v: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| bad(format!("manifest is not JSON: {e}")))?;
         if v["format"] != MANIFEST_FORMAT {
             return Err(bad("not a Sluice manifest (format field)".into()));
         }
@@ -105,7 +106,8 @@ impl Manifest {
                 "manifest version {version} is not supported (this build reads version {MANIFEST_VERSION})"
             )));
         }
-        let m: Manifest = serde_json::from_value(v).map_err(|e| bad(format!("manifest fields: {e}")))?;
+        let m: Manifest =
+            serde_json::from_value(v).map_err(|e| bad(format!("manifest fields: {e}")))?;
         let sum = m.body_checksum();
         if sum != m.checksum {
             return Err(bad(format!(
@@ -123,14 +125,23 @@ pub fn manifest_tracks(a: &Analysis, pids: &[u16]) -> Vec<ManifestTrack> {
     carried
         .zip(pids)
         .map(|(t, &pid)| track(t, pid))
-        .chain(a.tracks.iter().filter(|t| t.action == Action::Drop).map(|t| track(t, 0)))
+        .chain(
+            a.tracks
+                .iter()
+                .filter(|t| t.action == Action::Drop)
+                .map(|t| track(t, 0)),
+        )
         .collect()
 }
 
 fn track(t: &TrackReport, pid: u16) -> ManifestTrack {
     let i = &t.info;
     let (codec, profile) = if t.action == Action::Transcode {
-        let c = if i.kind == Some(TrackKind::Video) { "h264" } else { "aac" };
+        let c = if i.kind == Some(TrackKind::Video) {
+            "h264"
+        } else {
+            "aac"
+        };
         (c.to_string(), None)
     } else {
         (t.codec_name.clone(), i.profile.clone())
@@ -165,14 +176,24 @@ pub fn playlists(idx: &Index, a: &Analysis) -> Vec<(&'static str, String)> {
         .map(|s| (s.len as f64 * 8.0 / (s.duration_90k.max(1) as f64 / 90_000.0)) as u64)
         .max()
         .unwrap_or(avg);
-    let video = a.tracks.iter().find(|t| t.info.kind == Some(TrackKind::Video) && t.action != Action::Drop);
+    let video = a
+        .tracks
+        .iter()
+        .find(|t| t.info.kind == Some(TrackKind::Video) && t.action != Action::Drop);
     let codecs: Vec<String> = a
         .tracks
         .iter()
         .filter(|t| t.action != Action::Drop)
         .filter_map(|t| {
             if t.action == Action::Transcode {
-                Some(if t.info.kind == Some(TrackKind::Video) { "avc1.640028" } else { "mp4a.40.2" }.to_string())
+                Some(
+                    if t.info.kind == Some(TrackKind::Video) {
+                        "avc1.640028"
+                    } else {
+                        "mp4a.40.2"
+                    }
+                    .to_string(),
+                )
             } else {
                 t.rfc6381.clone()
             }
@@ -189,7 +210,11 @@ pub fn playlists(idx: &Index, a: &Analysis) -> Vec<(&'static str, String)> {
     vec![
         (
             MASTER_PLAYLIST,
-            hls::master_playlist(&desc, MEDIA_PLAYLIST, has_iframes.then_some(IFRAME_PLAYLIST)),
+            hls::master_playlist(
+                &desc,
+                MEDIA_PLAYLIST,
+                has_iframes.then_some(IFRAME_PLAYLIST),
+            ),
         ),
         (MEDIA_PLAYLIST, hls::media_playlist(idx, CONTENT_TS)),
         (IFRAME_PLAYLIST, hls::iframe_playlist(idx, CONTENT_TS)),

@@ -144,8 +144,13 @@ fn stage_and_commit(
     progress.stage("remux");
     let ts_path = staging.join(CONTENT_TS);
     let mut ts_file = fs::File::create(&ts_path).map_err(|e| InstallError::io(&ts_path, e))?;
-    let (index, stats): (_, RemuxStats) = remux::remux(bytes, path, &plan, &mut ts_file, &mut |d, t| progress.bytes(d, t))?;
-    ts_file.sync_all().map_err(|e| InstallError::io(&ts_path, e))?;
+    let (index, stats): (_, RemuxStats) =
+        remux::remux(bytes, path, &plan, &mut ts_file, &mut |d, t| {
+            progress.bytes(d, t)
+        })?;
+    ts_file
+        .sync_all()
+        .map_err(|e| InstallError::io(&ts_path, e))?;
     drop(ts_file);
     if analysis.needs_ffmpeg {
         let tmp = staging.join("transcode.ts");
@@ -161,18 +166,33 @@ fn stage_and_commit(
             crc32: format!("{:08x}", stats.crc32),
         },
     );
-    files.insert(INDEX_FILE.to_string(), write_file(&staging.join(INDEX_FILE), &index.to_bytes())?);
+    files.insert(
+        INDEX_FILE.to_string(),
+        write_file(&staging.join(INDEX_FILE), &index.to_bytes())?,
+    );
     for (name, text) in info::playlists(&index, analysis) {
-        files.insert(name.to_string(), write_file(&staging.join(name), text.as_bytes())?);
+        files.insert(
+            name.to_string(),
+            write_file(&staging.join(name), text.as_bytes())?,
+        );
     }
     let pids: Vec<u16> = {
         // PIDs in mux order: the muxer numbers carried streams from FIRST_ES_PID.
-        let n = analysis.tracks.iter().filter(|t| t.action != crate::plan::Action::Drop).count();
-        (0..n as u16).map(|i| media::ts::mux::FIRST_ES_PID + i).collect()
+        let n = analysis
+            .tracks
+            .iter()
+            .filter(|t| t.action != crate::plan::Action::Drop)
+            .count();
+        (0..n as u16)
+            .map(|i| media::ts::mux::FIRST_ES_PID + i)
+            .collect()
     };
     let mut warnings = analysis.warnings.clone();
     if stats.parameter_sets_inserted > 0 {
-        warnings.push(format!("parameter sets inserted before {} keyframes", stats.parameter_sets_inserted));
+        warnings.push(format!(
+            "parameter sets inserted before {} keyframes",
+            stats.parameter_sets_inserted
+        ));
     }
     if analysis.video.as_ref().is_some_and(|v| v.open_gop) {
         warnings.push("open GOP (CRA keyframes): seeks land on CRA pictures whose leading pictures are skipped".into());

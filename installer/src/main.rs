@@ -10,7 +10,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "install-content", version, about = "Install media into a Sluice store so it can be streamed")]
+#[command(
+    name = "install-content",
+    version,
+    about = "Install media into a Sluice store so it can be streamed"
+)]
 struct Cli {
     /// The store folder.
     #[arg(long, global = true, env = "SLUICE_STORE", default_value = "./store")]
@@ -55,7 +59,8 @@ enum Cmd {
 }
 
 fn opt<T: std::fmt::Display>(v: &Option<T>, suffix: &str) -> String {
-    v.as_ref().map_or(String::new(), |x| format!(" {x}{suffix}"))
+    v.as_ref()
+        .map_or(String::new(), |x| format!(" {x}{suffix}"))
 }
 
 fn print_analysis(a: &Analysis) {
@@ -82,12 +87,16 @@ fn print_analysis(a: &Analysis) {
     println!("tracks:");
     for t in &a.tracks {
         let i = &t.info;
-        let kind = i.kind.map_or("other".to_string(), |k| format!("{k:?}").to_lowercase());
+        let kind = i
+            .kind
+            .map_or("other".to_string(), |k| format!("{k:?}").to_lowercase());
         let size = match (i.width, i.height) {
             (Some(w), Some(h)) => format!(" {w}x{h}"),
             _ => String::new(),
         };
-        let fps = i.frame_rate.map_or(String::new(), |f| format!(" {f:.3} fps"));
+        let fps = i
+            .frame_rate
+            .map_or(String::new(), |f| format!(" {f:.3} fps"));
         println!(
             "  #{} {kind} {}{}{size}{fps}{}{}{}",
             i.id,
@@ -115,7 +124,12 @@ fn run(cli: Cli) -> Result<()> {
                 print_analysis(&a);
             }
         }
-        Cmd::Add { file, id, dry_run, json } => {
+        Cmd::Add {
+            file,
+            id,
+            dry_run,
+            json,
+        } => {
             let mut progress = Progress::new(json);
             let opts = Options {
                 id,
@@ -131,7 +145,12 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 if dry_run {
                     print_analysis(&out.analysis);
-                    println!("dry run: would install {} on {} at {}", out.id, out.node, out.path.display());
+                    println!(
+                        "dry run: would install {} on {} at {}",
+                        out.id,
+                        out.node,
+                        out.path.display()
+                    );
                 } else {
                     let m = out.manifest.as_ref();
                     println!(
@@ -153,7 +172,9 @@ fn run(cli: Cli) -> Result<()> {
                     .iter()
                     .map(|(node, id, m)| match m {
                         Ok(m) => serde_json::json!({"id": id, "node": node, "manifest": m}),
-                        Err(e) => serde_json::json!({"id": id, "node": node, "error": e.to_string()}),
+                        Err(e) => {
+                            serde_json::json!({"id": id, "node": node, "error": e.to_string()})
+                        }
                     })
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&v)?);
@@ -161,11 +182,18 @@ fn run(cli: Cli) -> Result<()> {
                 for (node, id, m) in &items {
                     match m {
                         Ok(m) => {
-                            let codecs: Vec<&str> = m.tracks.iter().filter(|t| t.pid != 0).map(|t| t.codec.as_str()).collect();
+                            let codecs: Vec<&str> = m
+                                .tracks
+                                .iter()
+                                .filter(|t| t.pid != 0)
+                                .map(|t| t.codec.as_str())
+                                .collect();
                             println!(
                                 "{id}\t{node}\t{:.3} s\t{} bytes\t{}",
                                 m.duration_seconds,
-                                m.files.get(installer::info::CONTENT_TS).map_or(0, |f| f.size),
+                                m.files
+                                    .get(installer::info::CONTENT_TS)
+                                    .map_or(0, |f| f.size),
                                 codecs.join(",")
                             );
                         }
@@ -178,7 +206,10 @@ fn run(cli: Cli) -> Result<()> {
             let store = Store::open(&cli.store)?;
             let res = installer::verify::verify(&store, &id)?;
             if json {
-                println!("{}", serde_json::json!({"id": id, "ok": true, "copies": res}));
+                println!(
+                    "{}",
+                    serde_json::json!({"id": id, "ok": true, "copies": res})
+                );
             } else {
                 for (node, checks) in res {
                     println!("{id} on {node}: ok");

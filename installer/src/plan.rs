@@ -56,42 +56,65 @@ pub fn decide(
 ) -> (Action, String) {
     let name = codec.name();
     if kind == TrackKind::Other {
-        return (Action::Drop, format!("{name}: only video and audio tracks are carried"));
+        return (
+            Action::Drop,
+            format!("{name}: only video and audio tracks are carried"),
+        );
     }
     if kind == TrackKind::Video && !first_video {
-        return (Action::Drop, "a content carries one video track; this is not the first".into());
+        return (
+            Action::Drop,
+            "a content carries one video track; this is not the first".into(),
+        );
     }
     let carried = stream_type(codec).is_some();
     let via_ffmpeg = !matches!(container, Container::Mp4 | Container::Mpegts);
     if !carried {
-        let target = if kind == TrackKind::Video { "H.264" } else { "AAC" };
+        let target = if kind == TrackKind::Video {
+            "H.264"
+        } else {
+            "AAC"
+        };
         return (
             Action::Transcode,
-            format!("{name} cannot be streamed in our MPEG-TS to the target players: ffmpeg re-encodes it to {target}"),
+            format!(
+                "{name} cannot be streamed in our MPEG-TS to the target players: ffmpeg re-encodes it to {target}"
+            ),
         );
     }
     if via_ffmpeg {
         return (
             Action::Pass,
-            format!("{name} streams as it is; ffmpeg copies it out of the {} container", container.name()),
+            format!(
+                "{name} streams as it is; ffmpeg copies it out of the {} container",
+                container.name()
+            ),
         );
     }
     match (container, codec) {
         (Container::Mp4, Codec::H264 | Codec::H265) => (
             Action::Remux,
-            format!("{name}: length-prefixed NAL units to Annex B, parameter sets put in front of every keyframe"),
+            format!(
+                "{name}: length-prefixed NAL units to Annex B, parameter sets put in front of every keyframe"
+            ),
         ),
         (Container::Mp4, Codec::Aac) => (Action::Remux, "aac: raw frames get ADTS headers".into()),
         (Container::Mpegts, Codec::H264 | Codec::H265) if !facts.ps_every_keyframe => (
             Action::Remux,
-            format!("{name}: parameter sets missing before some keyframes: inserted before every keyframe"),
+            format!(
+                "{name}: parameter sets missing before some keyframes: inserted before every keyframe"
+            ),
         ),
         _ => (Action::Pass, format!("{name} streams as it is")),
     }
 }
 
 /// RFC 6381 codec string for the master playlist, from what we know.
-pub fn rfc6381(codec: &Codec, avc_profile_level: Option<[u8; 3]>, aac_object_type: Option<u8>) -> Option<String> {
+pub fn rfc6381(
+    codec: &Codec,
+    avc_profile_level: Option<[u8; 3]>,
+    aac_object_type: Option<u8>,
+) -> Option<String> {
     match codec {
         Codec::H264 => Some(match avc_profile_level {
             Some([p, c, l]) => format!("avc1.{p:02x}{c:02x}{l:02x}"),
@@ -113,16 +136,43 @@ mod tests {
     #[test]
     fn decisions() {
         let f = VideoFacts::default();
-        assert_eq!(decide(Container::Mp4, TrackKind::Video, &Codec::H264, true, f).0, Action::Remux);
-        assert_eq!(decide(Container::Mpegts, TrackKind::Audio, &Codec::Aac, true, f).0, Action::Pass);
         assert_eq!(
-            decide(Container::Matroska, TrackKind::Video, &Codec::Other("vp9".into()), true, f).0,
+            decide(Container::Mp4, TrackKind::Video, &Codec::H264, true, f).0,
+            Action::Remux
+        );
+        assert_eq!(
+            decide(Container::Mpegts, TrackKind::Audio, &Codec::Aac, true, f).0,
+            Action::Pass
+        );
+        assert_eq!(
+            decide(
+                Container::Matroska,
+                TrackKind::Video,
+                &Codec::Other("vp9".into()),
+                true,
+                f
+            )
+            .0,
             Action::Transcode
         );
-        assert_eq!(decide(Container::Matroska, TrackKind::Audio, &Codec::Aac, true, f).0, Action::Pass);
-        assert_eq!(decide(Container::Mp4, TrackKind::Video, &Codec::H264, false, f).0, Action::Drop);
-        let ps = VideoFacts { ps_every_keyframe: true };
-        assert_eq!(decide(Container::Mpegts, TrackKind::Video, &Codec::H264, true, ps).0, Action::Pass);
-        assert_eq!(decide(Container::Mpegts, TrackKind::Video, &Codec::H264, true, f).0, Action::Remux);
+        assert_eq!(
+            decide(Container::Matroska, TrackKind::Audio, &Codec::Aac, true, f).0,
+            Action::Pass
+        );
+        assert_eq!(
+            decide(Container::Mp4, TrackKind::Video, &Codec::H264, false, f).0,
+            Action::Drop
+        );
+        let ps = VideoFacts {
+            ps_every_keyframe: true,
+        };
+        assert_eq!(
+            decide(Container::Mpegts, TrackKind::Video, &Codec::H264, true, ps).0,
+            Action::Pass
+        );
+        assert_eq!(
+            decide(Container::Mpegts, TrackKind::Video, &Codec::H264, true, f).0,
+            Action::Remux
+        );
     }
 }

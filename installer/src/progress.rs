@@ -29,9 +29,11 @@ impl Progress {
                 }
                 let b = ProgressBar::new(0);
                 b.set_style(
-                    ProgressStyle::with_template("{prefix:>10} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} {eta}")
-                        .unwrap_or_else(|_| ProgressStyle::default_bar())
-                        .progress_chars("=> "),
+                    ProgressStyle::with_template(
+                        "{prefix:>10} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+                    )
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
                 );
                 b.set_prefix(name.to_string());
                 *bar = Some(b);
@@ -47,7 +49,9 @@ impl Progress {
                 b.set_length(total);
                 b.set_position(done);
             }
-            Progress::Json => json_line(&serde_json::json!({"event": "progress", "done": done, "total": total})),
+            Progress::Json => {
+                json_line(&serde_json::json!({"event": "progress", "done": done, "total": total}))
+            }
             _ => {}
         }
     }

@@ -10,7 +10,10 @@ use crate::plan::{self, Action};
 use crate::{InstallError, Result};
 use media::codec::aac::write_adts_header;
 use media::codec::video::{AuRewriter, Framing};
-use media::index::{AUDIO_SYNC_INTERVAL_90K, AudioSync, Entry, FLAG_HAS_VIDEO, FLAG_OPEN_GOP, FLAG_PS_EVERY_KEYFRAME, FrameType, Index};
+use media::index::{
+    AUDIO_SYNC_INTERVAL_90K, AudioSync, Entry, FLAG_HAS_VIDEO, FLAG_OPEN_GOP,
+    FLAG_PS_EVERY_KEYFRAME, FrameType, Index,
+};
 use media::model::{Codec, CodecConfig, TrackKind};
 use media::ts::mux::{Muxer, PCR_LEAD_90K, StreamSpec};
 use std::io::Write;
@@ -53,12 +56,22 @@ struct Out<'w, W: Write> {
 impl<'w, W: Write> Out<'w, W> {
     fn flush(&mut self) -> Result<()> {
         self.hasher.update(&self.buf);
-        self.sink.write_all(&self.buf).map_err(|e| InstallError::io(self.path, e))?;
+        self.sink
+            .write_all(&self.buf)
+            .map_err(|e| InstallError::io(self.path, e))?;
         self.buf.clear();
         Ok(())
     }
 
-    fn frame(&mut self, stream: usize, pts: i64, dts: i64, conv: &mut Convert, data: &[u8], src_off: u64) -> Result<()> {
+    fn frame(
+        &mut self,
+        stream: usize,
+        pts: i64,
+        dts: i64,
+        conv: &mut Convert,
+        data: &[u8],
+        src_off: u64,
+    ) -> Result<()> {
         let (pts, dts) = (pts.max(0), dts.max(0));
         self.scratch.clear();
         let mut keyframe = true;
@@ -66,7 +79,10 @@ impl<'w, W: Write> Out<'w, W> {
         let payload: &[u8] = match conv {
             Convert::Video(rw) => {
                 let info = rw.rewrite(data, &mut self.scratch).map_err(|e| {
-                    InstallError::media(self.path, media::Error::invalid("video frame", src_off, e.to_string()))
+                    InstallError::media(
+                        self.path,
+                        media::Error::invalid("video frame", src_off, e.to_string()),
+                    )
                 })?;
                 keyframe = info.keyframe;
                 open_gop = info.open_gop;
@@ -74,13 +90,16 @@ impl<'w, W: Write> Out<'w, W> {
                 &self.scratch
             }
             Convert::Adts(cfg) => {
-                write_adts_header(cfg, data.len(), &mut self.scratch).map_err(|e| InstallError::media(self.path, e))?;
+                write_adts_header(cfg, data.len(), &mut self.scratch)
+                    .map_err(|e| InstallError::media(self.path, e))?;
                 self.scratch.extend_from_slice(data);
                 &self.scratch
             }
             Convert::Pass => data,
         };
-        let w = self.muxer.write_frame(stream, pts, dts, keyframe, payload, &mut self.buf);
+        let w = self
+            .muxer
+            .write_frame(stream, pts, dts, keyframe, payload, &mut self.buf);
         let pts_u = pts as u64;
         self.first_pts = Some(self.first_pts.map_or(pts_u, |f| f.min(pts_u)));
         self.stats.frames += 1;
@@ -94,7 +113,11 @@ impl<'w, W: Write> Out<'w, W> {
                     rap_offset: rap,
                     ts_len: (w.end_offset - rap) as u32,
                     frame_size: payload.len() as u32,
-                    frame_type: if open_gop { FrameType::Cra } else { FrameType::Idr },
+                    frame_type: if open_gop {
+                        FrameType::Cra
+                    } else {
+                        FrameType::Idr
+                    },
                     parameter_sets: true,
                 });
                 self.stats.keyframes += 1;
@@ -120,7 +143,10 @@ impl<'w, W: Write> Out<'w, W> {
 }
 
 fn carried(a: &Analysis) -> Vec<&TrackReport> {
-    a.tracks.iter().filter(|t| matches!(t.action, Action::Pass | Action::Remux)).collect()
+    a.tracks
+        .iter()
+        .filter(|t| matches!(t.action, Action::Pass | Action::Remux))
+        .collect()
 }
 
 /// Remux the analysed source into `sink`. `progress` gets (source bytes done, total).
@@ -133,13 +159,24 @@ pub fn remux<W: Write>(
 ) -> Result<(Index, RemuxStats)> {
     let tracks = carried(a);
     if a.tracks.iter().any(|t| t.action == Action::Transcode) {
-        return Err(InstallError::Unsupported("internal: remux called before the transcode step".into()));
+        return Err(InstallError::Unsupported(
+            "internal: remux called before the transcode step".into(),
+        ));
     }
     let mut specs = Vec::new();
     for t in &tracks {
-        let codec = t.info.codec.clone().unwrap_or(Codec::Other("unknown".into()));
-        let (stream_type, stream_id) = plan::stream_type(&codec)
-            .ok_or_else(|| InstallError::Unsupported(format!("{}: cannot carry {} in TS", path.display(), codec.name())))?;
+        let codec = t
+            .info
+            .codec
+            .clone()
+            .unwrap_or(Codec::Other("unknown".into()));
+        let (stream_type, stream_id) = plan::stream_type(&codec).ok_or_else(|| {
+            InstallError::Unsupported(format!(
+                "{}: cannot carry {} in TS",
+                path.display(),
+                codec.name()
+            ))
+        })?;
         specs.push(StreamSpec {
             stream_type,
             stream_id,
@@ -184,33 +221,60 @@ pub fn remux<W: Write>(
                     .tracks
                     .iter()
                     .find(|m| m.info.id == t.info.id)
-                    .ok_or_else(|| InstallError::Unsupported(format!("internal: track {} vanished", t.info.id)))?;
-                let codec = t.info.codec.clone().unwrap_or(Codec::Other("unknown".into()));
+                    .ok_or_else(|| {
+                        InstallError::Unsupported(format!("internal: track {} vanished", t.info.id))
+                    })?;
+                let codec = t
+                    .info
+                    .codec
+                    .clone()
+                    .unwrap_or(Codec::Other("unknown".into()));
                 convs.push(match (&codec, &mt.config) {
-                    (Codec::H264 | Codec::H265, CodecConfig::Avc { nal_length_size, .. } | CodecConfig::Hevc { nal_length_size, .. }) => {
-                        Convert::Video(
-                            AuRewriter::new(&codec, &mt.config, Framing::LengthPrefixed(*nal_length_size))
-                                .map_err(|e| InstallError::media(path, e))?,
+                    (
+                        Codec::H264 | Codec::H265,
+                        CodecConfig::Avc {
+                            nal_length_size, ..
+                        }
+                        | CodecConfig::Hevc {
+                            nal_length_size, ..
+                        },
+                    ) => Convert::Video(
+                        AuRewriter::new(
+                            &codec,
+                            &mt.config,
+                            Framing::LengthPrefixed(*nal_length_size),
                         )
-                    }
+                        .map_err(|e| InstallError::media(path, e))?,
+                    ),
                     (Codec::H264 | Codec::H265, _) => {
                         return Err(InstallError::media(
                             path,
-                            media::Error::Mp4(format!("track {}: {} without avcC/hvcC configuration", t.info.id, codec.name())),
+                            media::Error::Mp4(format!(
+                                "track {}: {} without avcC/hvcC configuration",
+                                t.info.id,
+                                codec.name()
+                            )),
                         ));
                     }
                     (Codec::Aac, cfg @ CodecConfig::Aac { .. }) => Convert::Adts(cfg.clone()),
                     (Codec::Aac, _) => {
                         return Err(InstallError::media(
                             path,
-                            media::Error::Mp4(format!("track {}: AAC without a decoder configuration (esds)", t.info.id)),
+                            media::Error::Mp4(format!(
+                                "track {}: AAC without a decoder configuration (esds)",
+                                t.info.id
+                            )),
                         ));
                     }
                     _ => Convert::Pass,
                 });
                 sources.push(&mt.samples);
             }
-            let min_dts = sources.iter().filter_map(|s| s.first().map(|x| x.dts)).min().unwrap_or(0);
+            let min_dts = sources
+                .iter()
+                .filter_map(|s| s.first().map(|x| x.dts))
+                .min()
+                .unwrap_or(0);
             let shift = FIRST_DTS_90K - min_dts;
             let mut next = vec![0usize; sources.len()];
             let mut done = 0u64;
@@ -227,9 +291,23 @@ pub fn remux<W: Write>(
                     .and_then(|o| Some(o..o.checked_add(s.size as usize)?))
                     .and_then(|r| src.get(r))
                     .ok_or_else(|| {
-                        InstallError::media(path, media::Error::invalid("mp4 sample", s.offset, "data lies outside the file"))
+                        InstallError::media(
+                            path,
+                            media::Error::invalid(
+                                "mp4 sample",
+                                s.offset,
+                                "data lies outside the file",
+                            ),
+                        )
                     })?;
-                out.frame(i, s.pts + shift, s.dts + shift, &mut convs[i], data, s.offset)?;
+                out.frame(
+                    i,
+                    s.pts + shift,
+                    s.dts + shift,
+                    &mut convs[i],
+                    data,
+                    s.offset,
+                )?;
                 done += u64::from(s.size);
                 if out.stats.frames % 256 == 0 {
                     progress(done, total);
@@ -239,39 +317,66 @@ pub fn remux<W: Write>(
         Detail::Ts { min_dts } => {
             let mut convs: Vec<Convert> = Vec::new();
             for t in &tracks {
-                let codec = t.info.codec.clone().unwrap_or(Codec::Other("unknown".into()));
+                let codec = t
+                    .info
+                    .codec
+                    .clone()
+                    .unwrap_or(Codec::Other("unknown".into()));
                 convs.push(match codec {
                     Codec::H264 | Codec::H265 => Convert::Video(
-                        AuRewriter::new(&codec, &CodecConfig::None, Framing::AnnexB).map_err(|e| InstallError::media(path, e))?,
+                        AuRewriter::new(&codec, &CodecConfig::None, Framing::AnnexB)
+                            .map_err(|e| InstallError::media(path, e))?,
                     ),
                     _ => Convert::Pass,
                 });
             }
-            let shift = if *min_dts < PCR_LEAD_90K { FIRST_DTS_90K - min_dts } else { 0 };
-            let mut dmx = media::ts::demux::Demuxer::new(src).map_err(|e| InstallError::media(path, e))?;
-            dmx.probe_streams().map_err(|e| InstallError::media(path, e))?;
+            let shift = if *min_dts < PCR_LEAD_90K {
+                FIRST_DTS_90K - min_dts
+            } else {
+                0
+            };
+            let mut dmx =
+                media::ts::demux::Demuxer::new(src).map_err(|e| InstallError::media(path, e))?;
+            dmx.probe_streams()
+                .map_err(|e| InstallError::media(path, e))?;
             let mut seen_keyframe = video_stream.is_none();
             while let Some(frame) = dmx.next_frame() {
                 let frame = frame.map_err(|e| InstallError::media(path, e))?;
-                let Some(i) = tracks.iter().position(|t| t.info.id == u32::from(frame.pid)) else { continue };
+                let Some(i) = tracks
+                    .iter()
+                    .position(|t| t.info.id == u32::from(frame.pid))
+                else {
+                    continue;
+                };
                 let Some(pts) = frame.pts else { continue };
                 let dts = frame.dts.unwrap_or(pts);
                 if Some(i) == video_stream && !seen_keyframe {
                     // Frames before the first keyframe cannot be decoded: leave them out.
-                    let key = media::codec::video::scan_access_unit(t_codec(&tracks[i]), &frame.data).is_some_and(|s| s.keyframe);
+                    let key =
+                        media::codec::video::scan_access_unit(t_codec(&tracks[i]), &frame.data)
+                            .is_some_and(|s| s.keyframe);
                     if !key {
                         continue;
                     }
                     seen_keyframe = true;
                 }
-                out.frame(i, pts + shift, dts + shift, &mut convs[i], &frame.data, frame.offset)?;
+                out.frame(
+                    i,
+                    pts + shift,
+                    dts + shift,
+                    &mut convs[i],
+                    &frame.data,
+                    frame.offset,
+                )?;
                 if out.stats.frames % 256 == 0 {
                     progress(frame.offset, total);
                 }
             }
         }
         Detail::Other => {
-            return Err(InstallError::Unsupported("internal: remux of a container only ffmpeg reads".into()));
+            return Err(InstallError::Unsupported(
+                "internal: remux of a container only ffmpeg reads".into(),
+            ));
         }
     }
     progress(total, total);
@@ -291,5 +396,8 @@ pub fn remux<W: Write>(
 
 fn t_codec(t: &TrackReport) -> &Codec {
     static OTHER: std::sync::OnceLock<Codec> = std::sync::OnceLock::new();
-    t.info.codec.as_ref().unwrap_or_else(|| OTHER.get_or_init(|| Codec::Other("unknown".into())))
+    t.info
+        .codec
+        .as_ref()
+        .unwrap_or_else(|| OTHER.get_or_init(|| Codec::Other("unknown".into())))
 }

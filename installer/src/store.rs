@@ -48,7 +48,9 @@ impl Topology {
     }
 
     pub fn nodes(&self) -> impl Iterator<Item = &str> {
-        self.hosts.iter().flat_map(|h| h.nodes.iter().map(String::as_str))
+        self.hosts
+            .iter()
+            .flat_map(|h| h.nodes.iter().map(String::as_str))
     }
 }
 
@@ -57,16 +59,31 @@ pub fn check_id(id: &str) -> Result<()> {
     let ok = !id.is_empty()
         && id.len() <= 64
         && !id.starts_with(['.', '-'])
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-    if ok { Ok(()) } else { Err(InstallError::BadId(id.into())) }
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(InstallError::BadId(id.into()))
+    }
 }
 
 /// An id from a file name: its stem, with anything outside the allowed set replaced by `_`.
 pub fn id_from_path(path: &Path) -> String {
-    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("content");
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("content");
     let mut id: String = stem
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(64)
         .collect();
     while id.starts_with(['.', '-']) {
@@ -124,10 +141,11 @@ impl Store {
             }
             Err(e) => return Err(InstallError::io(&file, e)),
         };
-        let topology: Topology = serde_json::from_slice(&bytes).map_err(|e| InstallError::Store {
-            path: file.clone(),
-            reason: format!("unreadable topology: {e}"),
-        })?;
+        let topology: Topology =
+            serde_json::from_slice(&bytes).map_err(|e| InstallError::Store {
+                path: file.clone(),
+                reason: format!("unreadable topology: {e}"),
+            })?;
         if topology.format != STORE_FORMAT || topology.version != STORE_VERSION {
             return Err(InstallError::Store {
                 path: file,
@@ -200,7 +218,9 @@ impl Store {
     /// A new staging folder for `id`; stale ones of dead installs are removed first.
     pub fn staging(&self, id: &str) -> Result<PathBuf> {
         self.sweep_stale_staging();
-        let dir = self.root.join(format!("{STAGING_PREFIX}{id}-{}", std::process::id()));
+        let dir = self
+            .root
+            .join(format!("{STAGING_PREFIX}{id}-{}", std::process::id()));
         if dir.exists() {
             io(&dir, fs::remove_dir_all(&dir))?;
         }
@@ -210,10 +230,14 @@ impl Store {
 
     /// Staging folders whose process is gone are leftovers of an interrupted install.
     fn sweep_stale_staging(&self) {
-        let Ok(rd) = fs::read_dir(&self.root) else { return };
+        let Ok(rd) = fs::read_dir(&self.root) else {
+            return;
+        };
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            let Some(rest) = name.strip_prefix(STAGING_PREFIX) else { continue };
+            let Some(rest) = name.strip_prefix(STAGING_PREFIX) else {
+                continue;
+            };
             let pid = rest.rsplit('-').next().and_then(|p| p.parse::<u32>().ok());
             if let Some(pid) = pid {
                 if !Path::new(&format!("/proc/{pid}")).exists() {
@@ -237,7 +261,9 @@ impl Store {
         match fs::rename(staging, &target) {
             Ok(()) => {}
             // Another install of the same id won the race.
-            Err(e) if matches!(e.raw_os_error(), Some(39) | Some(17)) => return Err(InstallError::Exists(id.into())),
+            Err(e) if matches!(e.raw_os_error(), Some(39) | Some(17)) => {
+                return Err(InstallError::Exists(id.into()));
+            }
             Err(e) => return Err(InstallError::io(&target, e)),
         }
         fsync_dir(&node_dir)?;
@@ -249,8 +275,13 @@ impl Store {
     pub fn list(&self) -> Vec<(String, String, Result<Manifest>)> {
         let mut out = Vec::new();
         for node in self.topology.nodes() {
-            let Ok(rd) = fs::read_dir(self.root.join(node)) else { continue };
-            let mut ids: Vec<String> = rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+            let Ok(rd) = fs::read_dir(self.root.join(node)) else {
+                continue;
+            };
+            let mut ids: Vec<String> = rd
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
             ids.sort();
             for id in ids {
                 let path = self.root.join(node).join(&id).join(MANIFEST_FILE);
@@ -273,7 +304,10 @@ impl Store {
         }
         let mut nodes = Vec::new();
         for (node, path) in found {
-            let trash = self.root.join(format!("{STAGING_PREFIX}{id}-removed-{}", std::process::id()));
+            let trash = self.root.join(format!(
+                "{STAGING_PREFIX}{id}-removed-{}",
+                std::process::id()
+            ));
             io(&path, fs::rename(&path, &trash))?;
             fsync_dir(&self.root.join(&node))?;
             io(&trash, fs::remove_dir_all(&trash))?;
@@ -293,8 +327,14 @@ mod tests {
         for bad in ["", "../x", "a/b", ".hidden", "-x", "a b", &"x".repeat(65)] {
             assert!(check_id(bad).is_err(), "{bad}");
         }
-        assert_eq!(id_from_path(Path::new("/a/My Movie (2).mp4")), "My_Movie__2_");
-        assert_eq!(id_from_path(Path::new("/a/.mp4")), ".mp4".trim_start_matches('.').to_string());
+        assert_eq!(
+            id_from_path(Path::new("/a/My Movie (2).mp4")),
+            "My_Movie__2_"
+        );
+        assert_eq!(
+            id_from_path(Path::new("/a/.mp4")),
+            ".mp4".trim_start_matches('.').to_string()
+        );
     }
 
     #[test]
@@ -308,7 +348,8 @@ mod tests {
         assert_eq!(again.topology, s.topology);
         let n1 = s.node_for("a");
         assert_eq!(n1, again.node_for("a"));
-        let spread: std::collections::HashSet<&str> = (0..50).map(|i| s.node_for(&format!("id{i}"))).collect();
+        let spread: std::collections::HashSet<&str> =
+            (0..50).map(|i| s.node_for(&format!("id{i}"))).collect();
         assert_eq!(spread.len(), 2);
     }
 }

@@ -47,18 +47,26 @@ pub struct Probe {
 pub fn ffprobe(path: &Path, what: &str) -> Result<Probe> {
     let bin = tool("ffprobe", what)?;
     let out = Command::new(bin)
-        .args(["-v", "error", "-show_streams", "-show_format", "-of", "json"])
+        .args([
+            "-v",
+            "error",
+            "-show_streams",
+            "-show_format",
+            "-of",
+            "json",
+        ])
         .arg(path)
         .output()
         .map_err(|e| InstallError::io("ffprobe", e))?;
     if !out.status.success() {
         return Err(ffmpeg_error(path, &out.status, &out.stderr));
     }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| InstallError::Ffmpeg {
-        path: path.into(),
-        status: "ffprobe output".into(),
-        stderr: e.to_string(),
-    })?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).map_err(|e| InstallError::Ffmpeg {
+            path: path.into(),
+            status: "ffprobe output".into(),
+            stderr: e.to_string(),
+        })?;
     let num = |x: &serde_json::Value| x.as_str().and_then(|s| s.parse::<f64>().ok());
     let duration = num(&v["format"]["duration"]).unwrap_or(0.0);
     let mut tracks = Vec::new();
@@ -84,7 +92,10 @@ pub fn ffprobe(path: &Path, what: &str) -> Result<Probe> {
             frame_rate: frame_rate.filter(|_| kind == TrackKind::Video),
             sample_rate: num(&s["sample_rate"]).map(|x| x as u32),
             channels: s["channels"].as_u64().map(|x| x as u32),
-            language: s["tags"]["language"].as_str().filter(|l| *l != "und").map(str::to_owned),
+            language: s["tags"]["language"]
+                .as_str()
+                .filter(|l| *l != "und")
+                .map(str::to_owned),
             duration_90k: num(&s["duration"]).map(|d| (d * 90_000.0) as u64),
         });
     }
@@ -93,7 +104,11 @@ pub fn ffprobe(path: &Path, what: &str) -> Result<Probe> {
 
 fn ffmpeg_error(path: &Path, status: &std::process::ExitStatus, stderr: &[u8]) -> InstallError {
     let text = String::from_utf8_lossy(stderr);
-    let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no message");
+    let last = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("no message");
     InstallError::Ffmpeg {
         path: path.into(),
         status: status.to_string(),

@@ -5,7 +5,9 @@
 //! requires it to equal the stored one exactly, and regenerates the media and I-frame playlists
 //! from the index and requires them to match the files.
 
-use crate::info::{CONTENT_TS, IFRAME_PLAYLIST, INDEX_FILE, MANIFEST_FILE, MEDIA_PLAYLIST, Manifest, crc_hex};
+use crate::info::{
+    CONTENT_TS, IFRAME_PLAYLIST, INDEX_FILE, MANIFEST_FILE, MEDIA_PLAYLIST, Manifest, crc_hex,
+};
 use crate::store::Store;
 use crate::{InstallError, Result};
 use media::hls;
@@ -22,11 +24,15 @@ pub fn verify_dir(dir: &Path, id: &str) -> std::result::Result<Vec<String>, Stri
     if manifest.id != id {
         return Err(format!("manifest names id {:?}", manifest.id));
     }
-    ok.push(format!("manifest v{} checksum {}", manifest.version, manifest.checksum));
+    ok.push(format!(
+        "manifest v{} checksum {}",
+        manifest.version, manifest.checksum
+    ));
     let ts_path = dir.join(CONTENT_TS);
     let ts_file = fs::File::open(&ts_path).map_err(|e| format!("{}: {e}", ts_path.display()))?;
     // SAFETY: read-only private mapping of a file in the store that nothing else writes.
-    let ts = unsafe { memmap2::Mmap::map(&ts_file) }.map_err(|e| format!("{}: {e}", ts_path.display()))?;
+    let ts = unsafe { memmap2::Mmap::map(&ts_file) }
+        .map_err(|e| format!("{}: {e}", ts_path.display()))?;
     for (name, info) in &manifest.files {
         let p = dir.join(name);
         let crc = if name == CONTENT_TS {
@@ -34,12 +40,17 @@ pub fn verify_dir(dir: &Path, id: &str) -> std::result::Result<Vec<String>, Stri
         } else {
             crc_hex(&fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))?)
         };
-        let size = fs::metadata(&p).map_err(|e| format!("{}: {e}", p.display()))?.len();
+        let size = fs::metadata(&p)
+            .map_err(|e| format!("{}: {e}", p.display()))?
+            .len();
         if size != info.size {
             return Err(format!("{name}: {size} bytes, manifest says {}", info.size));
         }
         if crc != info.crc32 {
-            return Err(format!("{name}: CRC-32 {crc}, manifest says {}", info.crc32));
+            return Err(format!(
+                "{name}: CRC-32 {crc}, manifest says {}",
+                info.crc32
+            ));
         }
     }
     for needed in [CONTENT_TS, INDEX_FILE, MEDIA_PLAYLIST, IFRAME_PLAYLIST] {
@@ -47,11 +58,18 @@ pub fn verify_dir(dir: &Path, id: &str) -> std::result::Result<Vec<String>, Stri
             return Err(format!("manifest does not list {needed}"));
         }
     }
-    ok.push(format!("{} files: sizes and CRC-32 match", manifest.files.len()));
+    ok.push(format!(
+        "{} files: sizes and CRC-32 match",
+        manifest.files.len()
+    ));
     let ipath = dir.join(INDEX_FILE);
     let ibytes = fs::read(&ipath).map_err(|e| format!("{}: {e}", ipath.display()))?;
     let index = Index::parse(&ibytes).map_err(|e| format!("{}: {e}", ipath.display()))?;
-    ok.push(format!("index v{} checksum ok, {} keyframes", media::index::VERSION, index.entries.len()));
+    ok.push(format!(
+        "index v{} checksum ok, {} keyframes",
+        media::index::VERSION,
+        index.entries.len()
+    ));
     let (scanned, summary) = scan_ts(&ts).map_err(|e| format!("{CONTENT_TS}: {e}"))?;
     let same = scanned.entries == index.entries
         && scanned.audio == index.audio
@@ -67,7 +85,10 @@ pub fn verify_dir(dir: &Path, id: &str) -> std::result::Result<Vec<String>, Stri
             .zip(&scanned.entries)
             .position(|(a, b)| a != b)
             .map_or(String::new(), |i| {
-                format!(" (first difference at keyframe {i}: stored {:?}, content {:?})", index.entries[i], scanned.entries[i])
+                format!(
+                    " (first difference at keyframe {i}: stored {:?}, content {:?})",
+                    index.entries[i], scanned.entries[i]
+                )
             });
         return Err(format!(
             "index does not match the content: stored {} keyframes/{} audio points, content has {}/{}{first_diff}",
@@ -78,7 +99,11 @@ pub fn verify_dir(dir: &Path, id: &str) -> std::result::Result<Vec<String>, Stri
         ));
     }
     if manifest.keyframes != index.entries.len() as u64 {
-        return Err(format!("manifest says {} keyframes, index has {}", manifest.keyframes, index.entries.len()));
+        return Err(format!(
+            "manifest says {} keyframes, index has {}",
+            manifest.keyframes,
+            index.entries.len()
+        ));
     }
     ok.push(format!(
         "content scanned: {} packets, {} video frames, index matches",

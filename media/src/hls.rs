@@ -66,7 +66,10 @@ pub fn segments(idx: &Index) -> Vec<Segment> {
         .iter()
         .enumerate()
         .map(|(i, &(t, o))| {
-            let (nt, no) = chosen.get(i + 1).copied().unwrap_or((end.max(t), idx.content_size));
+            let (nt, no) = chosen
+                .get(i + 1)
+                .copied()
+                .unwrap_or((end.max(t), idx.content_size));
             Segment {
                 start: o,
                 len: no - o,
@@ -81,7 +84,11 @@ fn secs(ticks: u64) -> f64 {
 }
 
 fn target_duration(durations: impl Iterator<Item = u64>) -> u64 {
-    durations.map(|d| secs(d).round() as u64).max().unwrap_or(1).max(1)
+    durations
+        .map(|d| secs(d).round() as u64)
+        .max()
+        .unwrap_or(1)
+        .max(1)
 }
 
 /// The media playlist: byte-range segments of `ts_uri`.
@@ -92,7 +99,11 @@ pub fn media_playlist(idx: &Index, ts_uri: &str) -> String {
     let _ = writeln!(s, "#EXT-X-VERSION:4");
     let _ = writeln!(s, "#EXT-X-PLAYLIST-TYPE:VOD");
     let _ = writeln!(s, "#EXT-X-INDEPENDENT-SEGMENTS");
-    let _ = writeln!(s, "#EXT-X-TARGETDURATION:{}", target_duration(segs.iter().map(|g| g.duration_90k)));
+    let _ = writeln!(
+        s,
+        "#EXT-X-TARGETDURATION:{}",
+        target_duration(segs.iter().map(|g| g.duration_90k))
+    );
     let _ = writeln!(s, "#EXT-X-MEDIA-SEQUENCE:0");
     for g in &segs {
         let _ = writeln!(s, "#EXTINF:{:.5},", secs(g.duration_90k));
@@ -110,14 +121,23 @@ pub fn iframe_playlist(idx: &Index, ts_uri: &str) -> String {
         .entries
         .iter()
         .enumerate()
-        .map(|(i, e)| idx.entries.get(i + 1).map_or(end, |n| n.pts).saturating_sub(e.pts))
+        .map(|(i, e)| {
+            idx.entries
+                .get(i + 1)
+                .map_or(end, |n| n.pts)
+                .saturating_sub(e.pts)
+        })
         .collect();
     let mut s = String::new();
     let _ = writeln!(s, "#EXTM3U");
     let _ = writeln!(s, "#EXT-X-VERSION:4");
     let _ = writeln!(s, "#EXT-X-PLAYLIST-TYPE:VOD");
     let _ = writeln!(s, "#EXT-X-I-FRAMES-ONLY");
-    let _ = writeln!(s, "#EXT-X-TARGETDURATION:{}", target_duration(durs.iter().copied()));
+    let _ = writeln!(
+        s,
+        "#EXT-X-TARGETDURATION:{}",
+        target_duration(durs.iter().copied())
+    );
     let _ = writeln!(s, "#EXT-X-MEDIA-SEQUENCE:0");
     for (e, d) in idx.entries.iter().zip(&durs) {
         let _ = writeln!(s, "#EXTINF:{:.5},", secs(*d));
@@ -129,7 +149,11 @@ pub fn iframe_playlist(idx: &Index, ts_uri: &str) -> String {
 }
 
 /// The master playlist naming the media playlist and (when there is video) the I-frame one.
-pub fn master_playlist(desc: &StreamDescription, media_uri: &str, iframe_uri: Option<&str>) -> String {
+pub fn master_playlist(
+    desc: &StreamDescription,
+    media_uri: &str,
+    iframe_uri: Option<&str>,
+) -> String {
     let mut attrs = format!(
         "BANDWIDTH={},AVERAGE-BANDWIDTH={}",
         desc.bandwidth.max(1),
@@ -152,7 +176,10 @@ pub fn master_playlist(desc: &StreamDescription, media_uri: &str, iframe_uri: Op
     let _ = writeln!(s, "{media_uri}");
     if let Some(uri) = iframe_uri {
         let mut a = format!("BANDWIDTH={}", (desc.bandwidth / 10).max(1));
-        let video_codec = desc.codecs.split(',').find(|c| c.starts_with("avc") || c.starts_with("hvc") || c.starts_with("hev"));
+        let video_codec = desc
+            .codecs
+            .split(',')
+            .find(|c| c.starts_with("avc") || c.starts_with("hvc") || c.starts_with("hev"));
         if let Some(c) = video_codec {
             let _ = write!(a, ",CODECS=\"{c}\"");
         }
@@ -197,7 +224,10 @@ mod tests {
         assert_eq!(segs.len(), 4);
         assert_eq!(segs[0].start, 0);
         assert_eq!(segs.iter().map(|s| s.len).sum::<u64>(), i.content_size);
-        assert_eq!(segs.iter().map(|s| s.duration_90k).sum::<u64>(), 20 * 90_000);
+        assert_eq!(
+            segs.iter().map(|s| s.duration_90k).sum::<u64>(),
+            20 * 90_000
+        );
         assert!(segs.windows(2).all(|w| w[0].start + w[0].len == w[1].start));
         let m = media_playlist(&i, "content.ts");
         assert!(m.contains("#EXT-X-BYTERANGE:112800@0\ncontent.ts"));

@@ -10,10 +10,15 @@ pub const SAMPLE_RATES: [u32; 13] = [
 /// Decode the first bytes of an AudioSpecificConfig into [`CodecConfig::Aac`].
 pub fn parse_audio_specific_config(asc: &[u8]) -> Result<CodecConfig> {
     if asc.len() < 2 {
-        return Err(Error::invalid("AudioSpecificConfig", 0, "shorter than 2 bytes"));
+        return Err(Error::invalid(
+            "AudioSpecificConfig",
+            0,
+            "shorter than 2 bytes",
+        ));
     }
     let mut object_type = asc[0] >> 3;
-    let mut rest_bits: u32 = (u32::from(asc[0]) << 16) | (u32::from(asc[1]) << 8) | u32::from(*asc.get(2).unwrap_or(&0));
+    let mut rest_bits: u32 =
+        (u32::from(asc[0]) << 16) | (u32::from(asc[1]) << 8) | u32::from(*asc.get(2).unwrap_or(&0));
     // bits consumed so far: 5
     let mut consumed = 5;
     if object_type == 31 {
@@ -69,7 +74,11 @@ pub fn write_adts_header(cfg: &CodecConfig, frame_len: usize, out: &mut Vec<u8>)
     };
     let total = frame_len + 7;
     if total > 0x1FFF {
-        return Err(Error::invalid("ADTS", 0, format!("AAC frame of {frame_len} bytes is too large")));
+        return Err(Error::invalid(
+            "ADTS",
+            0,
+            format!("AAC frame of {frame_len} bytes is too large"),
+        ));
     }
     let profile = match object_type {
         1..=4 => object_type - 1,

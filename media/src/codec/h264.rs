@@ -60,7 +60,11 @@ impl Bits {
 
     fn se(&mut self) -> Option<i32> {
         let k = self.ue()?;
-        Some(if k % 2 == 1 { (k / 2 + 1) as i32 } else { -((k / 2) as i32) })
+        Some(if k % 2 == 1 {
+            (k / 2 + 1) as i32
+        } else {
+            -((k / 2) as i32)
+        })
     }
 }
 
@@ -72,7 +76,10 @@ pub fn sps_dimensions(sps: &[u8]) -> Option<(u32, u32)> {
     r.bits(16)?; // constraint flags, level
     r.ue()?; // seq_parameter_set_id
     let mut chroma = 1;
-    if matches!(profile, 100 | 110 | 122 | 244 | 44 | 83 | 86 | 118 | 128 | 138 | 139 | 134 | 135) {
+    if matches!(
+        profile,
+        100 | 110 | 122 | 244 | 44 | 83 | 86 | 118 | 128 | 138 | 139 | 134 | 135
+    ) {
         chroma = r.ue()?;
         if chroma == 3 {
             r.bit()?;
@@ -137,7 +144,8 @@ pub fn sps_dimensions(sps: &[u8]) -> Option<(u32, u32)> {
         _ => (1, 1),
     };
     let w = (w_mbs * 16).checked_sub(sub_w * (cl + cr))?;
-    let h = ((2 - frame_mbs_only) * h_units * 16).checked_sub(sub_h * (2 - frame_mbs_only) * (ct + cb))?;
+    let h = ((2 - frame_mbs_only) * h_units * 16)
+        .checked_sub(sub_h * (2 - frame_mbs_only) * (ct + cb))?;
     Some((u32::try_from(w).ok()?, u32::try_from(h).ok()?))
 }
 
@@ -148,7 +156,10 @@ mod tests {
     #[test]
     fn x264_320x240_high() {
         // SPS written by libx264 for 320x240 High profile.
-        let sps = [0x67, 0x64, 0x00, 0x0D, 0xAC, 0xD9, 0x41, 0x41, 0xFB, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10, 0x00, 0x00, 0x03, 0x03, 0x20, 0xF1, 0x42, 0x99, 0x60];
+        let sps = [
+            0x67, 0x64, 0x00, 0x0D, 0xAC, 0xD9, 0x41, 0x41, 0xFB, 0x01, 0x10, 0x00, 0x00, 0x03,
+            0x00, 0x10, 0x00, 0x00, 0x03, 0x03, 0x20, 0xF1, 0x42, 0x99, 0x60,
+        ];
         assert_eq!(sps_dimensions(&sps), Some((320, 240)));
         assert_eq!(profile_name(sps[1]), "High");
         assert_eq!(sps_dimensions(&sps[..3]), None);

@@ -84,11 +84,18 @@ impl<'a> Iterator for LengthPrefixed<'a> {
         }
         let Some(len_bytes) = self.data.get(self.pos..self.pos + self.size) else {
             self.pos = self.data.len();
-            return Some(Err(Error::invalid("NAL length prefix", self.pos as u64, "truncated")));
+            return Some(Err(Error::invalid(
+                "NAL length prefix",
+                self.pos as u64,
+                "truncated",
+            )));
         };
         let len = len_bytes.iter().fold(0usize, |a, &b| (a << 8) | b as usize);
         let start = self.pos + self.size;
-        let Some(nal) = start.checked_add(len).and_then(|end| self.data.get(start..end)) else {
+        let Some(nal) = start
+            .checked_add(len)
+            .and_then(|end| self.data.get(start..end))
+        else {
             let at = self.pos as u64;
             self.pos = self.data.len();
             return Some(Err(Error::invalid(
@@ -108,9 +115,14 @@ mod tests {
 
     #[test]
     fn annexb_splits_three_and_four_byte_codes() {
-        let d = [0, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x68, 3, 0, 0, 0, 1, 0x65, 0, 0, 3, 1];
+        let d = [
+            0, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x68, 3, 0, 0, 0, 1, 0x65, 0, 0, 3, 1,
+        ];
         let n: Vec<&[u8]> = AnnexB::new(&d).collect();
-        assert_eq!(n, vec![&[0x67, 1, 2][..], &[0x68, 3][..], &[0x65, 0, 0, 3, 1][..]]);
+        assert_eq!(
+            n,
+            vec![&[0x67, 1, 2][..], &[0x68, 3][..], &[0x65, 0, 0, 3, 1][..]]
+        );
         assert_eq!(AnnexB::new(&[1, 2, 3]).count(), 0);
     }
 

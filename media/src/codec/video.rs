@@ -267,7 +267,9 @@ mod tests {
         assert!(info.keyframe && info.inserted_parameter_sets);
         assert_eq!(
             out,
-            [0, 0, 0, 1, 9, 0xF0, 0, 0, 0, 1, 0x67, 1, 0, 0, 0, 1, 0x68, 2, 0, 0, 0, 1, 0x65, 9]
+            [
+                0, 0, 0, 1, 9, 0xF0, 0, 0, 0, 1, 0x67, 1, 0, 0, 0, 1, 0x68, 2, 0, 0, 0, 1, 0x65, 9
+            ]
         );
         out.clear();
         let info = rw.rewrite(&lp(&[&[0x41, 7]]), &mut out).unwrap();
@@ -279,14 +281,18 @@ mod tests {
     fn in_band_sets_update_and_are_not_duplicated() {
         let mut rw = AuRewriter::new(&Codec::H264, &CodecConfig::None, Framing::AnnexB).unwrap();
         let mut out = Vec::new();
-        let first = [0, 0, 0, 1, 0x09, 0xF0, 0, 0, 1, 0x67, 3, 0, 0, 1, 0x68, 4, 0, 0, 1, 0x65, 5];
+        let first = [
+            0, 0, 0, 1, 0x09, 0xF0, 0, 0, 1, 0x67, 3, 0, 0, 1, 0x68, 4, 0, 0, 1, 0x65, 5,
+        ];
         let info = rw.rewrite(&first, &mut out).unwrap();
         assert!(info.keyframe && info.had_parameter_sets && !info.inserted_parameter_sets);
         out.clear();
         rw.rewrite(&[0, 0, 1, 0x65, 6], &mut out).unwrap();
         assert_eq!(
             out,
-            [0, 0, 0, 1, 9, 0xF0, 0, 0, 0, 1, 0x67, 3, 0, 0, 0, 1, 0x68, 4, 0, 0, 0, 1, 0x65, 6]
+            [
+                0, 0, 0, 1, 9, 0xF0, 0, 0, 0, 1, 0x67, 3, 0, 0, 0, 1, 0x68, 4, 0, 0, 0, 1, 0x65, 6
+            ]
         );
         // An IDR with no parameter sets ever seen is an error, not a silent broken stream.
         let mut fresh = AuRewriter::new(&Codec::H264, &CodecConfig::None, Framing::AnnexB).unwrap();

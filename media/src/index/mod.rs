@@ -170,7 +170,11 @@ impl Index {
                  reinstall the content with this install-content"
             )));
         }
-        let (hlen, elen, alen) = (u16_at(b, 10) as usize, u16_at(b, 12) as usize, u16_at(b, 14) as usize);
+        let (hlen, elen, alen) = (
+            u16_at(b, 10) as usize,
+            u16_at(b, 12) as usize,
+            u16_at(b, 14) as usize,
+        );
         if (hlen, elen, alen) != (HEADER_LEN, ENTRY_LEN, AUDIO_ENTRY_LEN) {
             return Err(Error::Index(format!(
                 "version {VERSION} header declares sizes {hlen}/{elen}/{alen}, expected {HEADER_LEN}/{ENTRY_LEN}/{AUDIO_ENTRY_LEN}"
@@ -253,7 +257,9 @@ impl Index {
                 )));
             }
             if e.rap_offset + u64::from(e.ts_len) > self.content_size {
-                return Err(Error::Index(format!("entry {i}: keyframe runs past the content")));
+                return Err(Error::Index(format!(
+                    "entry {i}: keyframe runs past the content"
+                )));
             }
             if last.is_some_and(|l| e.offset <= l) {
                 return Err(Error::Index(format!("entry {i}: offsets not increasing")));
@@ -333,7 +339,12 @@ mod tests {
         assert!(e.contains("version 2"), "{e}");
         let mut c = b.clone();
         c[100] ^= 0x10;
-        assert!(Index::parse(&c).unwrap_err().to_string().contains("checksum"));
+        assert!(
+            Index::parse(&c)
+                .unwrap_err()
+                .to_string()
+                .contains("checksum")
+        );
         let mut m = b.clone();
         m[0] = b'X';
         assert!(Index::parse(&m).unwrap_err().to_string().contains("magic"));

@@ -5,7 +5,10 @@
 //! scanner reads the layout our muxer writes (188-byte packets, PSI sections in one packet), so
 //! it can stay a single allocation-free pass at memory speed; anything else is a precise error.
 
-use super::{AUDIO_SYNC_INTERVAL_90K, AudioSync, Entry, FLAG_HAS_VIDEO, FLAG_OPEN_GOP, FLAG_PS_EVERY_KEYFRAME, FrameType, Index};
+use super::{
+    AUDIO_SYNC_INTERVAL_90K, AudioSync, Entry, FLAG_HAS_VIDEO, FLAG_OPEN_GOP,
+    FLAG_PS_EVERY_KEYFRAME, FrameType, Index,
+};
 use crate::codec::video::scan_access_unit;
 use crate::model::Codec;
 use crate::time::Unwrapper;
@@ -86,7 +89,10 @@ pub fn scan_ts(data: &[u8]) -> Result<(Index, ScanSummary)> {
         sum.packets += 1;
         if p.pid == PID_PAT {
             if p.pusi {
-                let sec = p.payload.get(1 + *p.payload.first().unwrap_or(&0) as usize..).unwrap_or(&[]);
+                let sec = p
+                    .payload
+                    .get(1 + *p.payload.first().unwrap_or(&0) as usize..)
+                    .unwrap_or(&[]);
                 let pat = Pat::parse(sec).map_err(|e| Error::invalid("PAT", off, e.to_string()))?;
                 pmt_pid = pat.programs.first().map(|&(_, pid)| pid);
                 last_pat = Some(off);
@@ -95,7 +101,10 @@ pub fn scan_ts(data: &[u8]) -> Result<(Index, ScanSummary)> {
         }
         if Some(p.pid) == pmt_pid {
             if p.pusi && video.is_none() && audio_pids.is_empty() {
-                let sec = p.payload.get(1 + *p.payload.first().unwrap_or(&0) as usize..).unwrap_or(&[]);
+                let sec = p
+                    .payload
+                    .get(1 + *p.payload.first().unwrap_or(&0) as usize..)
+                    .unwrap_or(&[]);
                 let pmt = Pmt::parse(sec).map_err(|e| Error::invalid("PMT", off, e.to_string()))?;
                 idx.pcr_pid = pmt.pcr_pid;
                 for s in &pmt.streams {
@@ -156,14 +165,22 @@ pub fn scan_ts(data: &[u8]) -> Result<(Index, ScanSummary)> {
                     c.payload += p.payload.len() as u64;
                     c.last_end = off + PACKET_LEN as u64;
                     if !c.scanned && c.entry.is_some() {
-                        let skip = if p.pusi { c.pes_header_len.min(p.payload.len()) } else { 0 };
+                        let skip = if p.pusi {
+                            c.pes_header_len.min(p.payload.len())
+                        } else {
+                            0
+                        };
                         c.head.extend_from_slice(&p.payload[skip..]);
                         match scan_access_unit(codec, &c.head) {
                             Some(s) if s.keyframe => {
                                 c.scanned = true;
                                 if let Some(e) = c.entry.as_mut() {
                                     e.parameter_sets = s.parameter_sets;
-                                    e.frame_type = if s.open_gop { FrameType::Cra } else { FrameType::Idr };
+                                    e.frame_type = if s.open_gop {
+                                        FrameType::Cra
+                                    } else {
+                                        FrameType::Idr
+                                    };
                                 }
                                 c.head = Vec::new();
                             }
@@ -177,7 +194,8 @@ pub fn scan_ts(data: &[u8]) -> Result<(Index, ScanSummary)> {
             }
         }
         if p.pusi {
-            if let Some((pid, clock, last)) = audio_pids.iter_mut().find(|(pid, ..)| *pid == p.pid) {
+            if let Some((pid, clock, last)) = audio_pids.iter_mut().find(|(pid, ..)| *pid == p.pid)
+            {
                 let h = PesHeader::parse(p.payload, off)?;
                 if let Some(raw) = h.pts {
                     let pts = clock.unwrap(raw) as u64;
@@ -185,7 +203,11 @@ pub fn scan_ts(data: &[u8]) -> Result<(Index, ScanSummary)> {
                     sum.max_pts = sum.max_pts.max(pts);
                     if last.is_none_or(|l| pts >= l + AUDIO_SYNC_INTERVAL_90K) {
                         *last = Some(pts);
-                        idx.audio.push(AudioSync { pts, offset: off, pid: *pid });
+                        idx.audio.push(AudioSync {
+                            pts,
+                            offset: off,
+                            pid: *pid,
+                        });
                     }
                 }
             }

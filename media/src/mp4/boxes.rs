@@ -211,6 +211,16 @@ impl Ctx {
         }
     }
 
+    /// Adds the track to an error raised without it (by the box walker).
+    pub fn within(&self, e: Error) -> Error {
+        match (self.track, e) {
+            (Some(id), Error::Mp4(m)) if !m.starts_with("track ") => {
+                Error::Mp4(format!("track {id}: {m}"))
+            }
+            (_, e) => e,
+        }
+    }
+
     /// A box we need is missing from its parent.
     pub fn missing(&self, what: &str, parent: &BoxRef<'_>) -> Error {
         self.err(parent, format_args!("no '{what}' box inside"))

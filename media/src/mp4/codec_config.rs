@@ -1,22 +1,29 @@
 //! Sample entries (`stsd`): which codec a track holds and its out-of-band configuration.
 //!
-//! `mp4-atom` decodes the entry; here we name the codec in our vocabulary ([`Codec`]), keep the
-//! parameter sets (`avcC`, `hvcC`) and decode the AAC AudioSpecificConfig ourselves, because the
-//! TS muxer needs the core object type and sampling index to write ADTS headers.
+//! We name the codec in our vocabulary ([`Codec`]), keep the parameter sets (`avcC`, `hvcC`) and
+//! decode the AAC AudioSpecificConfig ourselves, because the TS muxer needs the core object type
+//! and sampling index to write ADTS headers.
+//!
+//! The sample entry itself is walked here, not handed whole to `mp4-atom`: its decoder for a
+//! sample entry (and for `esds` descriptors) decodes whatever boxes it finds inside, recursively,
+//! so a crafted entry of nested boxes a few hundred kilobytes long overflows the stack and
+//! aborts the process. We read the fixed `VisualSampleEntry`/`AudioSampleEntry` fields, walk the
+//! children one level, and give `mp4-atom` only the flat configuration boxes (`avcC`, `hvcC`,
+//! `dac3`, `dec3`); the three nested descriptors of `esds` are read by a small loop below.
 //!
 //! Only the first sample entry is read: every sample is taken to use it. Files that switch
 //! sample descriptions mid-track (`stsc`/`tfhd` sample_description_index > 1) are rare outside
 //! broadcast captures and would need a codec change in the output anyway.
 //!
 //! A codec we do not handle is still a track: `Codec::Other` with the entry's four-character
-//! code ("vp09", "opus", "av01", "mp4v"). If `mp4-atom` cannot decode such an entry, we read the
-//! generic visual/audio fields ourselves rather than failing the whole file; an entry of a codec
-//! we do handle (AVC, HEVC, AAC, MP3, AC-3, E-AC-3) must decode, or the file is an error.
+//! code ("vp09", "opus", "av01", "mp4v"), with width/height or channels/rate read from the
+//! generic fields. An entry of a codec we do handle (AVC, HEVC, AAC, MP3, AC-3, E-AC-3) must be
+//! complete (`avc1` needs `avcC`, `mp4a` needs `esds`, ...), or the file is an error.
 
-use super::boxes::{BoxRef, Children, Ctx, be_u16, be_u32, decode, describe};
+use super::boxes::{BoxRef, Children, Ctx, be_u16, be_u32, decode, find};
 use crate::Result;
 use crate::model::{Codec, CodecConfig};
-use mp4_atom::{Avcc, Codec as Entry, Decode, Esds, Hvcc, Mp4a};
+use mp4_atom::{Ac3SpecificBox, Avcc, Ec3SpecificBox, Hvcc};
 
 /// What one sample entry tells us.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,13 +52,16 @@ impl SampleEntry {
 }
 
 /// What kind of samples the track's handler (`hdlr`) says it holds; decides how an entry we do
-/// not model is read.
+/// not know is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Handler {
     Video,
     Audio,
     Other,
 }
+
+/// Bytes of `VisualSampleEntry` fields before the child boxes.
+const VISUAL_LEN: usize = 78;
 
 /// Reads the first sample entry of `stsd`.
 pub(crate) fn read_stsd(stsd: &BoxRef<'_>, handler: Handler, ctx: Ctx) -> Result<SampleEntry> {
@@ -68,56 +78,204 @@ pub(crate) fn read_stsd(stsd: &BoxRef<'_>, handler: Handler, ctx: Ctx) -> Result
             format_args!("entry count {count} but no sample entry"),
         ));
     };
-    let known = matches!(
-        &entry.kind,
-        b"avc1" | b"avc3" | b"hvc1" | b"hev1" | b"mp4a" | b".mp3" | b"ac-3" | b"ec-3"
-    );
-    let mut bytes = entry.bytes;
-    let decoded = match Entry::decode(&mut bytes) {
-        Ok(e) => e,
-        Err(e) if known => return Err(ctx.err(&entry, describe(&e))),
-        // A codec we only name: keep the track, read the generic fields by hand.
-        Err(_) => return Ok(raw_entry(&entry, handler)),
-    };
-    let mut out = match &decoded {
-        Entry::Avc1(a) => avc(&a.avcc),
-        Entry::Avc3(a) => avc(&a.avcc),
-        Entry::Hvc1(h) => hevc(&h.hvcc),
-        Entry::Hev1(h) => hevc(&h.hvcc),
-        Entry::Mp4a(m) => mp4a(m),
-        Entry::Mp3(_) => SampleEntry::of(Codec::MpegAudio),
-        Entry::Ac3(a) => {
-            let mut out = SampleEntry::of(Codec::Ac3);
-            out.channels = Some(ac3_channels(a.dac3.acmod, a.dac3.lfeon));
-            out
+    match &entry.kind {
+        b"avc1" | b"avc3" => {
+            let (mut out, children) = visual(&entry, ctx)?;
+            let b = required(&children, b"avcC", &entry, ctx)?;
+            out.absorb(avc(&decode::<Avcc>(&b, ctx)?));
+            Ok(out)
         }
-        Entry::Eac3(e) => {
+        b"hvc1" | b"hev1" => {
+            let (mut out, children) = visual(&entry, ctx)?;
+            let b = required(&children, b"hvcC", &entry, ctx)?;
+            out.absorb(hevc(&decode::<Hvcc>(&b, ctx)?));
+            Ok(out)
+        }
+        b"mp4v" => {
+            let (mut out, children) = visual(&entry, ctx)?;
+            if let Some(b) = child(&children, b"esds") {
+                let es = read_esds(&b).map_err(|msg| ctx.err(&b, msg))?;
+                // MPEG-2 video (Simple to 4:2:2 profiles); anything else stays "mp4v"
+                if let 0x60..=0x65 = es.object_type_indication {
+                    out.codec = Codec::Mpeg2Video;
+                }
+            }
+            Ok(out)
+        }
+        b"mp4a" => {
+            let (entry_fields, children) = audio(&entry, &[b"esds", b"wave"], ctx)?;
+            // The esds sits in the entry (ISO) or in a QuickTime 'wave' box (MOV).
+            let esds = match child(&children, b"esds") {
+                Some(b) => Some(b),
+                None => match child(&children, b"wave") {
+                    Some(wave) => find(&wave, b"esds")?,
+                    None => None,
+                },
+            };
+            let esds = esds.ok_or_else(|| ctx.missing("esds", &entry))?;
+            let es = read_esds(&esds).map_err(|msg| ctx.err(&esds, msg))?;
+            let mut out = mp4a(&es, &entry_fields);
+            out.fill_audio(&entry_fields);
+            Ok(out)
+        }
+        b".mp3" => {
+            // Nothing needed from the children: do not fail on them.
+            let fields = audio(&entry, &[], ctx).map_or_else(|_| audio_fields(entry.body), |a| a.0);
+            let mut out = SampleEntry::of(Codec::MpegAudio);
+            out.fill_audio(&fields);
+            Ok(out)
+        }
+        b"ac-3" => {
+            let (fields, children) = audio(&entry, &[b"dac3"], ctx)?;
+            let mut out = SampleEntry::of(Codec::Ac3);
+            let b = required(&children, b"dac3", &entry, ctx)?;
+            let dac3: Ac3SpecificBox = decode(&b, ctx)?;
+            out.channels = Some(ac3_channels(dac3.acmod, dac3.lfeon));
+            out.fill_audio(&fields);
+            Ok(out)
+        }
+        b"ec-3" => {
+            let (fields, children) = audio(&entry, &[b"dec3"], ctx)?;
             let mut out = SampleEntry::of(Codec::Eac3);
-            out.channels = e
-                .dec3
+            let b = required(&children, b"dec3", &entry, ctx)?;
+            let dec3: Ec3SpecificBox = decode(&b, ctx)?;
+            out.channels = dec3
                 .substreams
                 .first()
                 .map(|s| ac3_channels(s.acmod, s.lfeon));
-            out
+            out.fill_audio(&fields);
+            Ok(out)
         }
-        Entry::Unknown(..) if &entry.kind == b"mp4v" => mp4v(&entry, ctx)?,
-        Entry::Unknown(..) => return Ok(raw_entry(&entry, handler)),
-        _ => SampleEntry::of(Codec::Other(other_name(&entry.kind))),
+        _ => Ok(other_entry(&entry, handler)),
+    }
+}
+
+impl SampleEntry {
+    /// Takes codec, configuration and profile from `other`.
+    fn absorb(&mut self, other: SampleEntry) {
+        self.codec = other.codec;
+        self.config = other.config;
+        self.profile = other.profile;
+    }
+
+    /// The codec's own configuration wins: MP4 writers (ffmpeg among them) put the template
+    /// value 2 in channelcount whatever the stream has, and the 16-bit rate field cannot hold
+    /// rates above 65535. The entry fills in what the configuration did not say.
+    fn fill_audio(&mut self, fields: &AudioFields) {
+        self.channels = self.channels.or(fields.channels);
+        self.sample_rate = self.sample_rate.or(fields.sample_rate);
+    }
+}
+
+/// The first child of type `kind`.
+fn child<'a>(children: &[BoxRef<'a>], kind: &[u8; 4]) -> Option<BoxRef<'a>> {
+    children.iter().find(|c| &c.kind == kind).copied()
+}
+
+fn required<'a>(
+    children: &[BoxRef<'a>],
+    kind: &[u8; 4],
+    entry: &BoxRef<'_>,
+    ctx: Ctx,
+) -> Result<BoxRef<'a>> {
+    child(children, kind).ok_or_else(|| ctx.missing(&String::from_utf8_lossy(kind), entry))
+}
+
+/// The child boxes of a sample entry, after `skip` bytes of fixed fields.
+fn children_after<'a>(entry: &BoxRef<'a>, skip: usize, ctx: Ctx) -> Result<Vec<BoxRef<'a>>> {
+    let Some(rest) = entry.body.get(skip..) else {
+        return Err(ctx.err(
+            entry,
+            format_args!(
+                "sample entry of {} bytes, its fields need {skip}",
+                entry.body.len()
+            ),
+        ));
     };
-    if let Some(v) = decoded.visual() {
-        out.width = nonzero(u32::from(v.width));
-        out.height = nonzero(u32::from(v.height));
+    Children::top_level(rest, entry.body_offset.saturating_add(skip as u64))
+        .map(|c| c.map_err(|e| ctx.within(e)))
+        .collect()
+}
+
+/// `VisualSampleEntry`: width and height, then child boxes.
+fn visual<'a>(entry: &BoxRef<'a>, ctx: Ctx) -> Result<(SampleEntry, Vec<BoxRef<'a>>)> {
+    let children = children_after(entry, VISUAL_LEN, ctx)?;
+    let mut out = SampleEntry::of(Codec::Other(other_name(&entry.kind)));
+    // 6 reserved bytes, data_reference_index, 16 predefined/reserved bytes, width, height
+    out.width = be_u16(entry.body, 24).map(u32::from).and_then(nonzero);
+    out.height = be_u16(entry.body, 26).map(u32::from).and_then(nonzero);
+    Ok((out, children))
+}
+
+/// The channel count and rate an `AudioSampleEntry` states.
+#[derive(Debug, Clone, Default)]
+struct AudioFields {
+    channels: Option<u32>,
+    sample_rate: Option<u32>,
+}
+
+/// `AudioSampleEntry` (and the QuickTime sound description versions 1 and 2), then child boxes.
+///
+/// A version field of 1 or 2 means 16 or 36 more bytes of fields in a QuickTime sound
+/// description, but nothing in an ISO `AudioSampleEntryV1`. Both layouts are tried, QuickTime's
+/// first, and the first whose children include one of `wanted` is taken.
+fn audio<'a>(
+    entry: &BoxRef<'a>,
+    wanted: &[&[u8; 4]],
+    ctx: Ctx,
+) -> Result<(AudioFields, Vec<BoxRef<'a>>)> {
+    let b = entry.body;
+    // 6 reserved, data_reference_index, version, revision, vendor, channelcount, samplesize,
+    // compression id, packet size, samplerate (16.16): 28 bytes
+    let v0 = audio_fields(b);
+    let quicktime = match be_u16(b, 8).unwrap_or(0) {
+        1 => Some((28 + 16, v0.clone())),
+        // version 2: size of struct, rate as f64, channels as u32, then 20 more bytes
+        2 => {
+            let rate = b
+                .get(32..40)
+                .and_then(|r| <[u8; 8]>::try_from(r).ok())
+                .map(f64::from_be_bytes)
+                .filter(|r| r.is_finite() && *r >= 1.0 && *r <= f64::from(u32::MAX))
+                .map(|r| r.round() as u32);
+            let fields = AudioFields {
+                channels: be_u32(b, 40).and_then(nonzero),
+                sample_rate: rate,
+            };
+            Some((28 + 36, fields))
+        }
+        _ => None,
+    };
+    if let Some((len, fields)) = quicktime
+        && let Ok(children) = children_after(entry, len, ctx)
+        && children.iter().any(|c| wanted.contains(&&c.kind))
+    {
+        return Ok((fields, children));
     }
-    if let Some(a) = decoded.audio() {
-        // The codec's own configuration wins: MP4 writers (ffmpeg among them) put the template
-        // value 2 in channelcount whatever the stream has, and the 16-bit rate field cannot hold
-        // rates above 65535. The entry fills in what the configuration did not say.
-        out.channels = out.channels.or(nonzero(u32::from(a.channel_count)));
-        out.sample_rate = out
-            .sample_rate
-            .or(nonzero(u32::from(a.sample_rate.integer())));
+    Ok((v0, children_after(entry, 28, ctx)?))
+}
+
+/// The version 0 fields: channel count at 16, rate (16.16) at 24.
+fn audio_fields(body: &[u8]) -> AudioFields {
+    AudioFields {
+        channels: be_u16(body, 16).map(u32::from).and_then(nonzero),
+        sample_rate: be_u16(body, 24).map(u32::from).and_then(nonzero),
     }
-    Ok(out)
+}
+
+/// An entry whose codec we only name: read the fields its handler says it has.
+fn other_entry(entry: &BoxRef<'_>, handler: Handler) -> SampleEntry {
+    let mut out = SampleEntry::of(Codec::Other(other_name(&entry.kind)));
+    let b = entry.body;
+    match handler {
+        Handler::Video if b.len() >= VISUAL_LEN => {
+            out.width = be_u16(b, 24).map(u32::from).and_then(nonzero);
+            out.height = be_u16(b, 26).map(u32::from).and_then(nonzero);
+        }
+        Handler::Audio if b.len() >= 28 => out.fill_audio(&audio_fields(b)),
+        _ => {}
+    }
+    out
 }
 
 fn nonzero(v: u32) -> Option<u32> {
@@ -136,29 +294,6 @@ pub(crate) fn other_name(kind: &[u8; 4]) -> String {
     } else {
         name
     }
-}
-
-/// An entry `mp4-atom` does not model (or could not decode): name it, and read the
-/// `VisualSampleEntry` or `AudioSampleEntry` fields the handler says it has.
-fn raw_entry(entry: &BoxRef<'_>, handler: Handler) -> SampleEntry {
-    let mut out = SampleEntry::of(Codec::Other(other_name(&entry.kind)));
-    let b = entry.body;
-    match handler {
-        // 6 reserved bytes, data_reference_index, 16 predefined bytes, then width and height;
-        // 78 bytes in all.
-        Handler::Video if b.len() >= 78 => {
-            out.width = be_u16(b, 24).map(u32::from).and_then(nonzero);
-            out.height = be_u16(b, 26).map(u32::from).and_then(nonzero);
-        }
-        // 8 bytes as above, 8 of version/reserved, channel count, sample size, 4 reserved, then
-        // the rate as 16.16; 28 bytes in all.
-        Handler::Audio if b.len() >= 28 => {
-            out.channels = be_u16(b, 16).map(u32::from).and_then(nonzero);
-            out.sample_rate = be_u16(b, 24).map(u32::from).and_then(nonzero);
-        }
-        _ => {}
-    }
-    out
 }
 
 /// Channels of an AC-3 `acmod` (audio coding mode) plus the LFE channel.
@@ -244,19 +379,14 @@ pub(crate) fn hevc_profile(idc: u8, compat: [u8; 4]) -> String {
     }
 }
 
-fn mp4a(m: &Mp4a) -> SampleEntry {
-    let dc = &m.esds.es_desc.dec_config;
-    let oti = dc.object_type_indication;
+fn mp4a(es: &EsInfo, fields: &AudioFields) -> SampleEntry {
+    let oti = es.object_type_indication;
     let mut out = SampleEntry::of(Codec::Other(format!("mp4a.{oti:02x}")));
     match oti {
         // MPEG-4 audio, MPEG-2 AAC Main / LC / SSR
         0x40 | 0x66..=0x68 => {
             out.codec = Codec::Aac;
-            let asc = dc
-                .dec_specific
-                .as_ref()
-                .and_then(|d| AudioSpecificConfig::parse(&d.raw));
-            match asc {
+            match es.decoder_specific.and_then(AudioSpecificConfig::parse) {
                 Some(asc) => {
                     out.config = CodecConfig::Aac {
                         object_type: asc.core_object_type,
@@ -268,24 +398,25 @@ fn mp4a(m: &Mp4a) -> SampleEntry {
                     out.channels = channels_of_config(asc.channel_config);
                 }
                 None => {
-                    // No DecoderSpecificInfo: derive an LC config from the entry's fields.
+                    // No DecoderSpecificInfo: derive a config from the entry's fields.
                     let object_type = match oti {
                         0x66 => 1,
                         0x68 => 3,
                         _ => 2,
                     };
-                    let rate = u32::from(m.audio.sample_rate.integer());
-                    let channels = m.audio.channel_count;
-                    let index = SAMPLE_RATES.iter().position(|&r| r == rate);
-                    let config = match channels {
-                        1..=6 => Some(channels as u8),
-                        8 => Some(7),
+                    let index = fields
+                        .sample_rate
+                        .and_then(|rate| SAMPLE_RATES.iter().position(|&r| r == rate))
+                        .and_then(|i| u8::try_from(i).ok());
+                    let config = match fields.channels {
+                        Some(c @ 1..=6) => u8::try_from(c).ok(),
+                        Some(8) => Some(7),
                         _ => None,
                     };
-                    if let (Some(index), Some(channel_config)) = (index, config) {
+                    if let (Some(sample_rate_index), Some(channel_config)) = (index, config) {
                         out.config = CodecConfig::Aac {
                             object_type,
-                            sample_rate_index: index as u8,
+                            sample_rate_index,
                             channel_config,
                         };
                     }
@@ -302,20 +433,71 @@ fn mp4a(m: &Mp4a) -> SampleEntry {
     out
 }
 
-/// `mp4v` is MPEG-4 Part 2 video, or MPEG-1/2 video when its `esds` says so.
-fn mp4v(entry: &BoxRef<'_>, ctx: Ctx) -> Result<SampleEntry> {
-    let mut out = raw_entry(entry, Handler::Video);
-    let children = entry.body.get(78..).unwrap_or_default();
-    for child in Children::top_level(children, entry.body_offset.saturating_add(78)) {
-        let Ok(child) = child else { break };
-        if &child.kind == b"esds" {
-            let esds: Esds = decode(&child, ctx)?;
-            if let 0x60..=0x65 = esds.es_desc.dec_config.object_type_indication {
-                out.codec = Codec::Mpeg2Video;
+/// What we use of an `esds`: the object type and the DecoderSpecificInfo bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct EsInfo<'a> {
+    pub object_type_indication: u8,
+    pub decoder_specific: Option<&'a [u8]>,
+}
+
+/// Reads `esds` (ISO/IEC 14496-1, 7.2.6): ES_Descriptor (tag 3) → DecoderConfigDescriptor
+/// (tag 4) → DecoderSpecificInfo (tag 5). Three fixed levels, walked with loops: nothing
+/// recurses on the input, whatever it nests.
+pub(crate) fn read_esds<'a>(esds: &BoxRef<'a>) -> std::result::Result<EsInfo<'a>, String> {
+    // FullBox version and flags first.
+    let body = esds.body.get(4..).ok_or("box body too short")?;
+    let es = descriptor(body, 0x03).ok_or("no ES_Descriptor (tag 3)")?;
+    // ES_ID, then flags announcing optional fields.
+    let flags = *es.get(2).ok_or("ES_Descriptor too short")?;
+    let mut at = 3usize;
+    if flags & 0x80 != 0 {
+        at += 2; // dependsOn_ES_ID
+    }
+    if flags & 0x40 != 0 {
+        let len = *es.get(at).ok_or("ES_Descriptor URL cut off")?;
+        at += 1 + usize::from(len);
+    }
+    if flags & 0x20 != 0 {
+        at += 2; // OCR_ES_Id
+    }
+    let rest = es
+        .get(at..)
+        .ok_or("ES_Descriptor too short for its flags")?;
+    let dc = descriptor(rest, 0x04).ok_or("no DecoderConfigDescriptor (tag 4)")?;
+    let object_type_indication = *dc.first().ok_or("DecoderConfigDescriptor is empty")?;
+    // objectTypeIndication, streamType, bufferSizeDB (3), maxBitrate (4), avgBitrate (4)
+    let decoder_specific = dc.get(13..).and_then(|d| descriptor(d, 0x05));
+    Ok(EsInfo {
+        object_type_indication,
+        decoder_specific,
+    })
+}
+
+/// The body of the first descriptor with `tag` among the descriptors laid end to end in
+/// `data` (each: tag, size in 1-4 bytes of 7 bits, body).
+fn descriptor(mut data: &[u8], tag: u8) -> Option<&[u8]> {
+    while let Some((&t, rest)) = data.split_first() {
+        let mut size = 0usize;
+        let mut len_bytes = 0usize;
+        loop {
+            let b = *rest.get(len_bytes)?;
+            size = (size << 7) | usize::from(b & 0x7F);
+            len_bytes += 1;
+            if b & 0x80 == 0 {
+                break;
+            }
+            if len_bytes == 4 {
+                return None;
             }
         }
+        let body_at = len_bytes;
+        let body = rest.get(body_at..body_at.checked_add(size)?)?;
+        if t == tag {
+            return Some(body);
+        }
+        data = rest.get(body_at + size..)?;
     }
-    Ok(out)
+    None
 }
 
 /// AAC profile names as ffprobe prints them.

@@ -16,9 +16,7 @@
 //! replay; every sample stays in the list, shifted by one constant. An empty edit *after* the
 //! first normal edit is a gap in the middle and is ignored too.
 
-use super::boxes::Ctx;
 use crate::time::{HZ_90K, rescale};
-use crate::{Error, Result};
 use mp4_atom::ElstEntry;
 
 /// The constant shift an edit list applies to one track.
@@ -32,7 +30,8 @@ pub(crate) struct EditShift {
 
 impl EditShift {
     /// The shift described by `entries` (an `elst`); `movie_timescale` is the `mvhd` timescale.
-    pub fn from_entries(entries: &[ElstEntry], movie_timescale: u32, ctx: Ctx) -> Result<Self> {
+    /// The error says what is wrong; the caller adds track and box offset.
+    pub fn from_entries(entries: &[ElstEntry], movie_timescale: u32) -> Result<Self, String> {
         let mut shift = EditShift::default();
         let mut seen_empty = false;
         for entry in entries {
@@ -41,24 +40,20 @@ impl EditShift {
                     // Only the first empty edit before the first normal edit counts.
                     if !seen_empty {
                         seen_empty = true;
-                        let duration = i64::try_from(entry.segment_duration).map_err(|_| {
-                            edit_err(ctx, "empty edit duration does not fit 63 bits")
-                        })?;
+                        let duration = i64::try_from(entry.segment_duration)
+                            .map_err(|_| "empty edit duration does not fit 63 bits".to_string())?;
                         shift.empty_90k = rescale(duration, movie_timescale, HZ_90K as u32)
                             .ok_or_else(|| {
-                                edit_err(
-                                    ctx,
-                                    format!(
-                                        "cannot convert empty edit of {duration} ticks \
-                                         (movie timescale {movie_timescale}) to 90 kHz"
-                                    ),
+                                format!(
+                                    "cannot convert an empty edit of {duration} ticks \
+                                     (movie timescale {movie_timescale}) to 90 kHz"
                                 )
                             })?;
                     }
                 }
                 Some(media_time) => {
                     shift.media_time = i64::try_from(media_time)
-                        .map_err(|_| edit_err(ctx, "media_time does not fit 63 bits"))?;
+                        .map_err(|_| "media_time does not fit 63 bits".to_string())?;
                     break;
                 }
             }
@@ -70,13 +65,6 @@ impl EditShift {
     pub fn apply(&self, t: i64, timescale: u32) -> Option<i64> {
         let shifted = t.checked_sub(self.media_time)?;
         rescale(shifted, timescale, HZ_90K as u32)?.checked_add(self.empty_90k)
-    }
-}
-
-fn edit_err(ctx: Ctx, msg: impl std::fmt::Display) -> Error {
-    match ctx.track {
-        Some(id) => Error::Mp4(format!("track {id}: 'elst': {msg}")),
-        None => Error::Mp4(format!("'elst': {msg}")),
     }
 }
 
@@ -95,7 +83,7 @@ mod tests {
 
     #[test]
     fn normal_edit_shifts_back() {
-        let s = EditShift::from_entries(&[edit(4000, Some(1024))], 1000, Ctx::FILE).unwrap();
+        let s = EditShift::from_entries(&[edit(4000, Some(1024))], 1000).unwrap();
         assert_eq!(s.media_time, 1024);
         assert_eq!(s.empty_90k, 0);
         // 12800 Hz track: dts 0 → -1024 ticks → -7200 in 90 kHz
@@ -106,8 +94,7 @@ mod tests {
     #[test]
     fn empty_edit_shifts_forward_in_movie_timescale() {
         // 500 ticks of a 1000 Hz movie = 0.5 s = 45000 in 90 kHz
-        let s = EditShift::from_entries(&[edit(500, None), edit(4000, Some(0))], 1000, Ctx::FILE)
-            .unwrap();
+        let s = EditShift::from_entries(&[edit(500, None), edit(4000, Some(0))], 1000).unwrap();
         assert_eq!(s.empty_90k, 45_000);
         assert_eq!(s.media_time, 0);
         assert_eq!(s.apply(0, 48_000), Some(45_000));
@@ -124,26 +111,24 @@ mod tests {
                 edit(1000, Some(9000)),
             ],
             100,
-            Ctx::FILE,
         )
         .unwrap();
         assert_eq!(s.empty_90k, 90_000);
         assert_eq!(s.media_time, 3000);
         // An empty edit after the normal edit is a mid-track gap: ignored.
-        let s = EditShift::from_entries(&[edit(1000, Some(10)), edit(50, None)], 100, Ctx::FILE)
-            .unwrap();
+        let s = EditShift::from_entries(&[edit(1000, Some(10)), edit(50, None)], 100).unwrap();
         assert_eq!(s.empty_90k, 0);
         assert_eq!(s.media_time, 10);
     }
 
     #[test]
     fn crafted_edits_are_errors() {
-        let e = EditShift::from_entries(&[edit(1, None)], 0, Ctx::track(3)).unwrap_err();
-        assert!(e.to_string().contains("track 3"), "{e}");
-        let e = EditShift::from_entries(&[edit(u64::MAX, None)], 1, Ctx::FILE).unwrap_err();
-        assert!(e.to_string().contains("63 bits"), "{e}");
-        let e = EditShift::from_entries(&[edit(1, Some(u64::MAX))], 1, Ctx::FILE).unwrap_err();
-        assert!(e.to_string().contains("63 bits"), "{e}");
+        let e = EditShift::from_entries(&[edit(1, None)], 0).unwrap_err();
+        assert!(e.contains("movie timescale 0"), "{e}");
+        let e = EditShift::from_entries(&[edit(u64::MAX, None)], 1).unwrap_err();
+        assert!(e.contains("63 bits"), "{e}");
+        let e = EditShift::from_entries(&[edit(1, Some(u64::MAX))], 1).unwrap_err();
+        assert!(e.contains("63 bits"), "{e}");
         // overflow on apply is None, never a panic
         let s = EditShift {
             media_time: i64::MIN,

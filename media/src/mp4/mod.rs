@@ -27,6 +27,11 @@
 //! counts not backed by table bytes are bounded by the file size before allocating, arithmetic is
 //! checked, every sample must lie inside the file, a timescale of 0 is an error. Problems come
 //! back as [`Error::Mp4`](crate::Error::Mp4) naming the box, the track and the byte offset.
+//!
+//! Nothing recurses on the input: we walk the containers we need ourselves and hand `mp4-atom`
+//! only flat leaf boxes (headers, tables, `avcC`, `hvcC`, `tfhd`, `trun`, ...). Its decoders for
+//! containers, sample entries and `esds` descend into whatever nests inside, and a crafted file
+//! of boxes nested a hundred thousand deep overflows the stack (an abort, not an error).
 
 mod boxes;
 mod codec_config;

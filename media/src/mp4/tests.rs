@@ -440,10 +440,8 @@ fn fragments_follow_the_moov_samples() {
     assert_eq!(movie.duration_90k, v90(10_512 + 512) as u64);
 }
 
-/// Codecs: HEVC (`hvc1`), VP9 without `vpcC` (read by hand), MPEG-2 video in `mp4v`, MP3 in
-/// `mp4a`, AC-3, HE-AAC, and a timecode track of a handler we do not know.
-#[test]
-fn codecs_are_named_and_configured() {
+/// One empty track of each sample entry kind the codec test checks.
+fn codecs_file() -> Vec<u8> {
     let empty = |id: u32, handler: &[u8; 4], entry: Vec<u8>| TrakSpec {
         id,
         handler: *handler,
@@ -462,12 +460,21 @@ fn codecs_are_named_and_configured() {
             mp4a(0x40, 2, 0, Some(&[0x2B, 0x11, 0x88, 0x00])),
         ),
         empty(7, b"tmcd", bx(b"tmcd", &[0, 0, 0, 0, 0, 0, 0, 1])),
+        empty(8, b"soun", quicktime_v1_mp4a(true)),
+        empty(9, b"soun", quicktime_v1_mp4a(false)),
     ]
     .map(|t| t.trak());
-    let file = [ftyp(b"mp42"), moov(600, &traks, None)].concat();
-    let movie = parse(&file).unwrap();
+    [ftyp(b"mp42"), moov(600, &traks, None)].concat()
+}
+
+/// Codecs: HEVC (`hvc1`), VP9 without `vpcC` (read by hand), MPEG-2 video in `mp4v`, MP3 in
+/// `mp4a`, AC-3, HE-AAC, a timecode track of a handler we do not know, and version 1 sound
+/// descriptions in both their QuickTime and ISO layouts.
+#[test]
+fn codecs_are_named_and_configured() {
+    let movie = parse(&codecs_file()).unwrap();
     let ids: Vec<u32> = movie.tracks.iter().map(|t| t.info.id).collect();
-    assert_eq!(ids, [1, 2, 3, 4, 5, 6, 7], "file order");
+    assert_eq!(ids, [1, 2, 3, 4, 5, 6, 7, 8, 9], "file order");
     assert!(movie.moov_before_mdat, "no mdat at all");
     assert_eq!(movie.duration_90k, 0);
     let t = &movie.tracks;
@@ -517,6 +524,43 @@ fn codecs_are_named_and_configured() {
 
     assert_eq!(t[6].info.kind, Some(TrackKind::Other));
     assert_eq!(t[6].info.codec, Some(Codec::Other("tmcd".into())));
+
+    // version 1 sound descriptions: QuickTime's (esds in 'wave') and ISO's (no extra fields)
+    for q in &t[7..9] {
+        assert_eq!(q.info.codec, Some(Codec::Aac), "track {}", q.info.id);
+        assert_eq!(q.info.sample_rate, Some(44_100));
+        assert_eq!(q.info.channels, Some(1));
+    }
+}
+
+/// An `mp4a` with version 1 in its sound description: QuickTime's layout (16 more bytes, the
+/// `esds` inside a `wave`) or ISO's `AudioSampleEntryV1` (no more bytes, `esds` directly).
+fn quicktime_v1_mp4a(quicktime: bool) -> Vec<u8> {
+    let mut body = vec![0u8; 28];
+    body[7] = 1; // data_reference_index
+    body[9] = 1; // version 1
+    body[17] = 2; // channelcount (the template value; the AudioSpecificConfig says mono)
+    body[24..26].copy_from_slice(&44_100u16.to_be_bytes());
+    // AAC-LC, 44.1 kHz (index 4), mono: 00010 0100 0001 000
+    let esds = full(b"esds", 0, 0, &esds_body(0x40, &[0x12, 0x08]));
+    if quicktime {
+        body.extend_from_slice(&[0u8; 16]);
+        let wave = [bx(b"frma", b"mp4a"), esds, vec![0; 8]].concat();
+        body.extend_from_slice(&bx(b"wave", &wave));
+    } else {
+        body.extend_from_slice(&esds);
+    }
+    bx(b"mp4a", &body)
+}
+
+/// ES_Descriptor → DecoderConfigDescriptor → DecoderSpecificInfo, one-byte sizes.
+fn esds_body(oti: u8, asc: &[u8]) -> Vec<u8> {
+    let dsi = [&[0x05, asc.len() as u8][..], asc].concat();
+    let dc_body = [&[oti, 0x15, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0][..], &dsi].concat();
+    let dc = [&[0x04, dc_body.len() as u8][..], &dc_body].concat();
+    let sl = [0x06, 0x01, 0x02];
+    let es_body = [&[0, 1, 0][..], &dc, &sl].concat();
+    [&[0x03, es_body.len() as u8][..], &es_body].concat()
 }
 
 // ---- crafted input -------------------------------------------------------------------------
@@ -775,7 +819,8 @@ fn damaged_files_never_panic() {
     });
     assert!(parse(&plain).is_ok());
     assert!(parse(&frag).is_ok());
-    for file in [&plain, &frag] {
+    let codecs = codecs_file();
+    for file in [&plain, &frag, &codecs] {
         for cut in 0..file.len() {
             let _ = parse(&file[..cut]);
         }
@@ -787,4 +832,43 @@ fn damaged_files_never_panic() {
             }
         }
     }
+}
+
+/// Boxes or descriptors nested a hundred thousand deep inside a sample entry: `mp4-atom`'s
+/// sample-entry and `esds` decoders would recurse into them and overflow the stack, so they
+/// never see them; we walk one level and fail cleanly.
+#[test]
+fn deep_nesting_does_not_overflow_the_stack() {
+    const DEPTH: usize = 100_000;
+    // box i (from the outside) holds the DEPTH - i - 1 boxes inside it
+    let mut nested = Vec::with_capacity(DEPTH * 8);
+    for i in 0..DEPTH {
+        nested.extend_from_slice(&(((DEPTH - i) * 8) as u32).to_be_bytes());
+        nested.extend_from_slice(b"moov");
+    }
+    let entry = raw_visual(b"avc1", 16, 16, &nested);
+    let e = mp4_err(&crafted(|t, _| t.entry = entry.clone()));
+    assert!(e.contains("no 'avcC'"), "{e}");
+
+    // ES_Descriptors inside ES_Descriptors: tag 3 and a 4-byte size each
+    let mut desc = Vec::with_capacity(DEPTH * 5);
+    for i in 0..DEPTH {
+        let len = ((DEPTH - i - 1) * 5) as u32;
+        desc.extend_from_slice(&[
+            0x03,
+            0x80 | ((len >> 21) & 0x7F) as u8,
+            0x80 | ((len >> 14) & 0x7F) as u8,
+            0x80 | ((len >> 7) & 0x7F) as u8,
+            (len & 0x7F) as u8,
+        ]);
+    }
+    let mut body = vec![0u8; 28];
+    body[7] = 1;
+    body.extend_from_slice(&full(b"esds", 0, 0, &desc));
+    let entry = bx(b"mp4a", &body);
+    let e = mp4_err(&crafted(|t, _| {
+        t.handler = *b"soun";
+        t.entry = entry.clone();
+    }));
+    assert!(e.contains("'esds'"), "{e}");
 }

@@ -38,7 +38,8 @@ pub(crate) fn read_trak<'a>(trak: &BoxRef<'a>, movie_timescale: u32) -> Result<T
         && let Some(elst_box) = find(&edts, b"elst")?
     {
         let elst: Elst = decode(&elst_box, ctx)?;
-        shift = EditShift::from_entries(&elst.entries, movie_timescale, ctx)?;
+        shift = EditShift::from_entries(&elst.entries, movie_timescale)
+            .map_err(|msg| ctx.err(&elst_box, msg))?;
     }
 
     let mdia = find(trak, b"mdia")?.ok_or_else(|| ctx.missing("mdia", trak))?;

@@ -136,7 +136,9 @@ impl SectionAsm {
         }
         let total = 3 + ((usize::from(self.buf[1] & 0x0F) << 8) | usize::from(self.buf[2]));
         if total > MAX_SECTION {
-            errors.push(format!("section of {total} bytes is over the {MAX_SECTION}-byte limit"));
+            errors.push(format!(
+                "section of {total} bytes is over the {MAX_SECTION}-byte limit"
+            ));
             self.reset();
             return bytes.len();
         }
@@ -150,7 +152,13 @@ impl SectionAsm {
     }
 
     /// Feed one packet's payload; complete sections are appended to `done`.
-    fn feed(&mut self, payload: &[u8], pusi: bool, done: &mut Vec<Vec<u8>>, errors: &mut Vec<String>) {
+    fn feed(
+        &mut self,
+        payload: &[u8],
+        pusi: bool,
+        done: &mut Vec<Vec<u8>>,
+        errors: &mut Vec<String>,
+    ) {
         if !pusi {
             if self.active {
                 self.push(payload, done, errors);
@@ -400,10 +408,8 @@ impl<'a> Demuxer<'a> {
             }
             return;
         };
-        if Some(pid) == self.pcr_pid {
-            if let Some(pcr) = pkt.pcr() {
-                self.pcr(pcr, discontinuity);
-            }
+        if let Some(pcr) = pkt.pcr().filter(|_| Some(pid) == self.pcr_pid) {
+            self.pcr(pcr, discontinuity);
         }
         if pid == pmt_pid {
             if !self.pmt_seen {
@@ -473,7 +479,8 @@ impl<'a> Demuxer<'a> {
         }
         for section in done {
             // Stop at the first useful one: later sections of this packet are repeats.
-            if (which == Psi::Pat && self.program.is_some()) || (which == Psi::Pmt && self.pmt_seen) {
+            if (which == Psi::Pat && self.program.is_some()) || (which == Psi::Pmt && self.pmt_seen)
+            {
                 break;
             }
             self.section(which, offset, pkt.pid, &section);
@@ -482,7 +489,11 @@ impl<'a> Demuxer<'a> {
 
     fn psi_error(&mut self, offset: u64, pid: u16, reason: impl std::fmt::Display) {
         self.stats.psi_errors += 1;
-        self.note(Error::invalid("PSI section", offset, format!("PID {pid:#x}: {reason}")));
+        self.note(Error::invalid(
+            "PSI section",
+            offset,
+            format!("PID {pid:#x}: {reason}"),
+        ));
     }
 
     fn section(&mut self, which: Psi, offset: u64, pid: u16, sec: &[u8]) {
@@ -501,7 +512,9 @@ impl<'a> Demuxer<'a> {
                 Err(e) => self.psi_error(offset, pid, e),
             },
             Psi::Pmt if table_id == TABLE_PMT && current => match Pmt::parse(sec) {
-                Ok(pmt) if Some(pmt.program_number) == self.program.map(|p| p.0) => self.install(pmt),
+                Ok(pmt) if Some(pmt.program_number) == self.program.map(|p| p.0) => {
+                    self.install(pmt)
+                }
                 Ok(_) => {} // another program's PMT sharing the PID
                 Err(e) => self.psi_error(offset, pid, e),
             },
@@ -513,7 +526,11 @@ impl<'a> Demuxer<'a> {
         let pmt_pid = self.program.map(|p| p.1);
         for s in pmt.streams {
             let pid = s.pid;
-            if pid == PID_PAT || pid == PID_NULL || Some(pid) == pmt_pid || self.es_slot[usize::from(pid)] != 0 {
+            if pid == PID_PAT
+                || pid == PID_NULL
+                || Some(pid) == pmt_pid
+                || self.es_slot[usize::from(pid)] != 0
+            {
                 continue;
             }
             self.streams.push(EsStream {
@@ -565,7 +582,9 @@ impl<'a> Demuxer<'a> {
     fn pes_bytes(&mut self, i: usize, bytes: &[u8]) {
         let pid = self.es[i].pid;
         let max_pes = self.max_pes;
-        let Some(p) = self.es[i].partial.as_mut() else { return };
+        let Some(p) = self.es[i].partial.as_mut() else {
+            return;
+        };
         if p.header.is_some() {
             p.data.extend_from_slice(bytes);
         } else {
@@ -581,7 +600,10 @@ impl<'a> Demuxer<'a> {
                     let bounded = usize::from(h.packet_length);
                     let expected = match bounded {
                         0 => Ok(None),
-                        n => (n + 6).checked_sub(h.header_len).map(Some).ok_or(h.header_len),
+                        n => (n + 6)
+                            .checked_sub(h.header_len)
+                            .map(Some)
+                            .ok_or(h.header_len),
                     };
                     match expected {
                         Ok(expected) => {
@@ -611,19 +633,21 @@ impl<'a> Demuxer<'a> {
                 Err(e) => {
                     let offset = p.offset;
                     self.es[i].partial = None;
-                    self.pes_error(Error::invalid("PES packet", offset, format!("PID {pid:#x}: {e}")));
+                    self.pes_error(Error::invalid(
+                        "PES packet",
+                        offset,
+                        format!("PID {pid:#x}: {e}"),
+                    ));
                     return;
                 }
             }
         }
-        if let Some(n) = p.expected {
-            if p.data.len() >= n {
-                p.data.truncate(n);
-                if let Some(p) = self.es[i].partial.take() {
-                    self.complete(i, p);
-                }
-                return;
+        if let Some(n) = p.expected.filter(|&n| p.data.len() >= n) {
+            p.data.truncate(n);
+            if let Some(p) = self.es[i].partial.take() {
+                self.complete(i, p);
             }
+            return;
         }
         if p.data.len() > max_pes {
             let offset = p.offset;
@@ -645,16 +669,19 @@ impl<'a> Demuxer<'a> {
             let e = Error::Truncated {
                 what: "PES header",
                 offset: p.offset,
-                needed: 9usize.max(p.head.get(8).map_or(0, |&n| 9 + usize::from(n))).saturating_sub(p.head.len()) as u64,
+                needed: 9usize
+                    .max(p.head.get(8).map_or(0, |&n| 9 + usize::from(n)))
+                    .saturating_sub(p.head.len()) as u64,
             };
             self.pes_error(e);
             return;
         };
-        if let Some(n) = p.expected {
-            if p.data.len() < n {
-                let reason = format!("PID {pid:#x}: PES ended {} bytes short of its PES_packet_length", n - p.data.len());
-                self.pes_error(Error::invalid("PES packet", p.offset, reason));
-            }
+        if let Some(n) = p.expected.filter(|&n| p.data.len() < n) {
+            let reason = format!(
+                "PID {pid:#x}: PES ended {} bytes short of its PES_packet_length",
+                n - p.data.len()
+            );
+            self.pes_error(Error::invalid("PES packet", p.offset, reason));
         }
         let clock = &mut self.es[i].clock;
         let (pts, dts) = match h.pts {
@@ -682,7 +709,10 @@ impl<'a> Demuxer<'a> {
     /// The earliest complete frame, unless a PES that started before it is still open.
     fn pop_ready(&mut self) -> Option<PesFrame> {
         let (&first, _) = self.ready.first_key_value()?;
-        let blocked = |es: &[EsState]| es.iter().any(|e| e.partial.as_ref().is_some_and(|p| p.offset < first));
+        let blocked = |es: &[EsState]| {
+            es.iter()
+                .any(|e| e.partial.as_ref().is_some_and(|p| p.offset < first))
+        };
         if blocked(&self.es) {
             if self.ready_bytes <= self.max_waiting {
                 return None;
@@ -738,7 +768,14 @@ mod tests {
 
         /// One packet carrying as much of `payload` as fits (stuffing through the adaptation
         /// field); returns the payload bytes used.
-        fn put(&mut self, pid: u16, pusi: bool, flags: u8, pcr: Option<u64>, payload: &[u8]) -> usize {
+        fn put(
+            &mut self,
+            pid: u16,
+            pusi: bool,
+            flags: u8,
+            pcr: Option<u64>,
+            payload: &[u8],
+        ) -> usize {
             let mut af: Option<Vec<u8>> = None;
             if flags != 0 || pcr.is_some() {
                 let mut a = vec![flags | if pcr.is_some() { 0x10 } else { 0 }];
@@ -818,7 +855,10 @@ mod tests {
         }
 
         fn av_psi(&mut self) {
-            self.psi(&[(0x1B, VIDEO, vec![]), (0x0F, AUDIO, PmtStream::language_descriptor("eng"))]);
+            self.psi(&[
+                (0x1B, VIDEO, vec![]),
+                (0x0F, AUDIO, PmtStream::language_descriptor("eng")),
+            ]);
         }
 
         /// A PES from raw PES bytes; the first packet gets `flags` and `pcr`. Returns its offset.
@@ -835,7 +875,11 @@ mod tests {
         }
 
         fn pes(&mut self, pid: u16, pts: u64, dts: Option<u64>, payload: &[u8], key: bool) -> u64 {
-            let (sid, len) = if pid == VIDEO { (STREAM_ID_VIDEO, 70_000) } else { (STREAM_ID_AUDIO, payload.len()) };
+            let (sid, len) = if pid == VIDEO {
+                (STREAM_ID_VIDEO, 70_000)
+            } else {
+                (STREAM_ID_AUDIO, payload.len())
+            };
             let mut pes = Vec::new();
             write_header(sid, pts, dts, len, &mut pes);
             pes.extend_from_slice(payload);
@@ -844,7 +888,9 @@ mod tests {
     }
 
     fn payload(seed: usize, len: usize) -> Vec<u8> {
-        (0..len).map(|i| ((i * 7 + seed * 13) % 251) as u8).collect()
+        (0..len)
+            .map(|i| ((i * 7 + seed * 13) % 251) as u8)
+            .collect()
     }
 
     fn all_frames(d: &mut Demuxer<'_>) -> Vec<PesFrame> {
@@ -858,7 +904,13 @@ mod tests {
         let mut want = Vec::new();
         for i in 0..6u64 {
             let v = payload(i as usize, 1000 + 400 * i as usize);
-            let off = ts.pes(VIDEO, 9000 + 3600 * i, Some(6000 + 3600 * i), &v, i % 3 == 0);
+            let off = ts.pes(
+                VIDEO,
+                9000 + 3600 * i,
+                Some(6000 + 3600 * i),
+                &v,
+                i % 3 == 0,
+            );
             want.push((VIDEO, off, v));
             let a = payload(100 + i as usize, 300);
             let off = ts.pes(AUDIO, 9000 + 3600 * i, None, &a, true);
@@ -869,8 +921,18 @@ mod tests {
         assert_eq!(
             streams,
             vec![
-                EsStream { pid: VIDEO, stream_type: 0x1B, codec: Codec::H264, language: None },
-                EsStream { pid: AUDIO, stream_type: 0x0F, codec: Codec::Aac, language: Some("eng".into()) },
+                EsStream {
+                    pid: VIDEO,
+                    stream_type: 0x1B,
+                    codec: Codec::H264,
+                    language: None
+                },
+                EsStream {
+                    pid: AUDIO,
+                    stream_type: 0x0F,
+                    codec: Codec::Aac,
+                    language: Some("eng".into())
+                },
             ]
         );
         let frames = all_frames(&mut d);
@@ -880,14 +942,26 @@ mod tests {
             assert_eq!(&f.data, data);
         }
         let v1 = &frames[2];
-        assert_eq!((v1.pts, v1.dts, v1.random_access), (Some(12_600), Some(9600), false));
+        assert_eq!(
+            (v1.pts, v1.dts, v1.random_access),
+            (Some(12_600), Some(9600), false)
+        );
         let a0 = &frames[1];
-        assert_eq!((a0.pts, a0.dts, a0.random_access), (Some(9000), Some(9000), true));
+        assert_eq!(
+            (a0.pts, a0.dts, a0.random_access),
+            (Some(9000), Some(9000), true)
+        );
         assert!(frames[0].random_access);
         let s = d.stats();
         assert_eq!(s.pmt_pid, Some(PMT_PID));
         assert_eq!(
-            (s.cc_errors, s.packets_before_pat, s.psi_errors, s.pes_errors, s.packet_errors),
+            (
+                s.cc_errors,
+                s.packets_before_pat,
+                s.psi_errors,
+                s.pes_errors,
+                s.packet_errors
+            ),
             (0, 0, 0, 0, 0)
         );
         assert_eq!(s.framing.packets as usize, ts.out.len() / 188);
@@ -937,7 +1011,10 @@ mod tests {
         ts.pes(VIDEO, 0, None, &payload(0, 10), true);
         let mut d = Demuxer::new(&ts.out).unwrap();
         let s = d.probe_streams().unwrap();
-        let got: Vec<_> = s.iter().map(|s| (s.pid, s.codec.clone(), s.language.clone())).collect();
+        let got: Vec<_> = s
+            .iter()
+            .map(|s| (s.pid, s.codec.clone(), s.language.clone()))
+            .collect();
         assert_eq!(
             got,
             vec![
@@ -957,12 +1034,20 @@ mod tests {
             program_number: 1,
             pcr_pid: VIDEO,
             streams: (0..40)
-                .map(|i| PmtStream { stream_type: 0x1B, pid: 0x200 + i, descriptors: vec![] })
+                .map(|i| PmtStream {
+                    stream_type: 0x1B,
+                    pid: 0x200 + i,
+                    descriptors: vec![],
+                })
                 .collect(),
         }
         .to_section();
         assert!(pmt.len() > 183);
-        let pat = Pat { transport_stream_id: 7, programs: vec![(1, PMT_PID)] }.to_section();
+        let pat = Pat {
+            transport_stream_id: 7,
+            programs: vec![(1, PMT_PID)],
+        }
+        .to_section();
         let mut asm = SectionAsm::default();
         let (mut done, mut errs) = (Vec::new(), Vec::new());
         // Packet 1: start of the PMT.
@@ -1006,7 +1091,11 @@ mod tests {
     #[test]
     fn bad_sections_are_counted_not_fatal() {
         let mut ts = Ts::new();
-        let mut pat = Pat { transport_stream_id: 1, programs: vec![(1, PMT_PID)] }.to_section();
+        let mut pat = Pat {
+            transport_stream_id: 1,
+            programs: vec![(1, PMT_PID)],
+        }
+        .to_section();
         let n = pat.len();
         pat[n - 1] ^= 0xFF; // CRC mismatch
         ts.section(PID_PAT, &pat);
@@ -1018,7 +1107,11 @@ mod tests {
         assert_eq!(all_frames(&mut d).len(), 1);
         assert_eq!(d.stats().psi_errors, 2);
         assert_eq!(d.errors().len(), 2);
-        assert!(d.errors()[0].to_string().contains("CRC"), "{}", d.errors()[0]);
+        assert!(
+            d.errors()[0].to_string().contains("CRC"),
+            "{}",
+            d.errors()[0]
+        );
     }
 
     #[test]
@@ -1048,9 +1141,19 @@ mod tests {
         assert!(d.next_frame().is_none());
         // PAT but no PMT
         let mut ts = Ts::new();
-        ts.section(PID_PAT, &Pat { transport_stream_id: 1, programs: vec![(1, PMT_PID)] }.to_section());
+        ts.section(
+            PID_PAT,
+            &Pat {
+                transport_stream_id: 1,
+                programs: vec![(1, PMT_PID)],
+            }
+            .to_section(),
+        );
         let e = Demuxer::new(&ts.out).unwrap().probe_streams().unwrap_err();
-        assert!(e.to_string().contains("no PMT found") && e.to_string().contains("0x1000"), "{e}");
+        assert!(
+            e.to_string().contains("no PMT found") && e.to_string().contains("0x1000"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -1119,7 +1222,6 @@ mod tests {
         // PTS + ESCR + PES_extension (flags byte only) + 3 stuffing bytes.
         let body = payload(5, 400);
         let mut pes = vec![0, 0, 1, 0xE0, 0, 0, 0x84, 0x80 | 0x20 | 0x01, 5 + 6 + 1 + 3];
-        write_header(STREAM_ID_VIDEO, 123_456, None, 0, &mut Vec::new());
         let mut hdr = Vec::new();
         write_header(STREAM_ID_VIDEO, 123_456, None, 0, &mut hdr);
         pes.extend_from_slice(&hdr[9..14]); // the PTS
@@ -1133,7 +1235,14 @@ mod tests {
         write_header(STREAM_ID_AUDIO, 777, Some(700), 50, &mut pes2);
         pes2.extend_from_slice(&payload(6, 50));
         let n = pes2.len();
-        ts.out.extend_from_slice(&[SYNC, 0x40 | (AUDIO >> 8) as u8, AUDIO as u8, 0x30, 176, 0x40]);
+        ts.out.extend_from_slice(&[
+            SYNC,
+            0x40 | (AUDIO >> 8) as u8,
+            AUDIO as u8,
+            0x30,
+            176,
+            0x40,
+        ]);
         ts.out.extend(std::iter::repeat_n(0xFF, 175));
         ts.out.extend_from_slice(&pes2[..7]);
         let off2 = ts.out.len() as u64 - 188;
@@ -1142,14 +1251,17 @@ mod tests {
         while !rest.is_empty() {
             rest = &rest[ts.put(AUDIO, false, 0, None, rest)..];
         }
-        assert_eq!(n, 14 + 50);
+        assert_eq!(n, 19 + 50);
         let mut d = Demuxer::new(&ts.out).unwrap();
         let frames = all_frames(&mut d);
         assert_eq!(d.stats().pes_errors, 0, "{:?}", d.errors());
         assert_eq!(frames.len(), 2);
         assert_eq!((frames[0].offset, frames[0].pts), (off1, Some(123_456)));
         assert_eq!(frames[0].data, body);
-        assert_eq!((frames[1].offset, frames[1].pts, frames[1].dts), (off2, Some(777), Some(700)));
+        assert_eq!(
+            (frames[1].offset, frames[1].pts, frames[1].dts),
+            (off2, Some(777), Some(700))
+        );
         assert!(frames[1].random_access);
         assert_eq!(frames[1].data, payload(6, 50));
     }
@@ -1159,7 +1271,12 @@ mod tests {
         let mut ts = Ts::new();
         ts.av_psi();
         ts.raw_pes(VIDEO, &[0, 0, 2, 0xE0, 0, 0, 0x80, 0, 0, 1, 2, 3], 0, None); // bad start code
-        ts.raw_pes(AUDIO, &[0, 0, 1, 0xC0, 0, 2, 0x80, 0x80, 5, 0x21, 0, 1, 0, 1], 0, None); // length < header
+        ts.raw_pes(
+            AUDIO,
+            &[0, 0, 1, 0xC0, 0, 2, 0x80, 0x80, 5, 0x21, 0, 1, 0, 1],
+            0,
+            None,
+        ); // length < header
         let big = ts.pes(VIDEO, 0, None, &payload(0, 5000), true);
         let ok = ts.pes(VIDEO, 3600, None, &payload(1, 500), false);
         // Bounded PES cut short by the next PUSI: delivered, counted.
@@ -1177,7 +1294,11 @@ mod tests {
         assert_eq!(frames.len(), 3);
         assert_eq!(d.stats().pes_errors, 4, "{:?}", d.errors());
         assert_eq!(d.errors().len(), 4);
-        assert!(d.errors().iter().all(|e| matches!(e, Error::Invalid { .. })));
+        assert!(
+            d.errors()
+                .iter()
+                .all(|e| matches!(e, Error::Invalid { .. }))
+        );
     }
 
     #[test]
@@ -1185,7 +1306,7 @@ mod tests {
         let mut ts = Ts::new();
         ts.av_psi();
         let mut pes = Vec::new();
-        write_header(STREAM_ID_VIDEO, 0, None, 0, &mut pes);
+        write_header(STREAM_ID_VIDEO, 0, None, 70_000, &mut pes); // unbounded
         let stuck = ts.raw_pes(VIDEO, &pes, 0, None);
         for i in 0..50 {
             ts.pes(AUDIO, i * 1920, None, &payload(i as usize, 170), true);
@@ -1276,8 +1397,9 @@ mod tests {
             assert_eq!(f.offset, o + 1000);
         }
         assert_eq!(frames[1].data, payload(1, 500));
-        // The damaged first and last frames are still delivered, minus what was lost.
-        assert_eq!(frames[4].data.len(), 500 - 88);
+        // The damaged last frame is still delivered, minus its truncated last packet (146 bytes
+        // of payload after 38 of stuffing).
+        assert_eq!(frames[4].data, payload(4, 500)[..354]);
         let s = d.stats();
         assert_eq!(s.framing.skipped_bytes, 1000 + 88);
         assert_eq!(s.framing.resyncs, 1);
@@ -1288,7 +1410,13 @@ mod tests {
         let mut ts = Ts::new();
         ts.av_psi();
         for i in 0..30u64 {
-            ts.pes(VIDEO, i * 3600, Some(i * 3600), &payload(i as usize, 700), i % 10 == 0);
+            ts.pes(
+                VIDEO,
+                i * 3600,
+                Some(i * 3600),
+                &payload(i as usize, 700),
+                i % 10 == 0,
+            );
             ts.pes(AUDIO, i * 3600, None, &payload(i as usize, 200), true);
         }
         let clean = ts.out;
@@ -1314,13 +1442,289 @@ mod tests {
             }
             if let Ok(mut d) = Demuxer::new(&data) {
                 let _ = d.probe_streams();
-                for f in d.by_ref() {
-                    if let Ok(f) = f {
-                        assert!(f.data.len() <= MAX_PES);
-                    }
+                for f in d.by_ref().flatten() {
+                    assert!(f.data.len() <= MAX_PES);
                 }
                 let _ = d.stats();
             }
+        }
+    }
+
+    /// Checks against real ffmpeg output, with ffprobe as the oracle.
+    mod ffmpeg {
+        use super::*;
+        use std::collections::{BTreeSet, HashMap};
+        use std::path::{Path, PathBuf};
+        use std::process::Command;
+
+        struct TempDir(PathBuf);
+
+        impl TempDir {
+            fn new(name: &str) -> TempDir {
+                let dir =
+                    std::env::temp_dir().join(format!("sluice-{name}-{}", std::process::id()));
+                let _ = std::fs::remove_dir_all(&dir);
+                std::fs::create_dir_all(&dir).unwrap();
+                TempDir(dir)
+            }
+        }
+
+        impl Drop for TempDir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+
+        /// Run a tool; a missing tool is a test failure with the reason, never a skip.
+        fn run(tool: &str, args: &[&str]) -> String {
+            let out = Command::new(tool).args(args).output().unwrap_or_else(|e| {
+                panic!("cannot run `{tool}` ({e}): this test needs ffmpeg/ffprobe installed (Debian package `ffmpeg`)")
+            });
+            assert!(
+                out.status.success(),
+                "`{tool} {}` failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8(out.stdout).unwrap()
+        }
+
+        fn encode(path: &Path, extra: &[&str]) {
+            let mut args = vec![
+                "-v",
+                "error",
+                "-y",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=320x240:rate=25",
+                "-f",
+                "lavfi",
+                "-i",
+                "sine",
+                "-t",
+                "3",
+                "-c:v",
+                "libx264",
+                "-g",
+                "25",
+                "-bf",
+                "2",
+                "-c:a",
+                "aac",
+                "-f",
+                "mpegts",
+            ];
+            args.extend_from_slice(extra);
+            args.push(path.to_str().unwrap());
+            run("ffmpeg", &args);
+        }
+
+        #[derive(Debug)]
+        struct Probed {
+            pid: u16,
+            pts: Option<i64>,
+            dts: Option<i64>,
+            size: usize,
+            pos: Option<u64>,
+            key: bool,
+        }
+
+        fn fields(line: &str) -> HashMap<&str, &str> {
+            line.split('|')
+                .filter_map(|kv| kv.split_once('='))
+                .collect()
+        }
+
+        fn ffprobe(path: &Path) -> Vec<Probed> {
+            let path = path.to_str().unwrap();
+            let streams = run(
+                "ffprobe",
+                &[
+                    "-v",
+                    "error",
+                    "-show_entries",
+                    "stream=index,id",
+                    "-of",
+                    "compact=nk=0",
+                    path,
+                ],
+            );
+            let pids: HashMap<String, u16> = streams
+                .lines()
+                .filter(|l| l.starts_with("stream|"))
+                .map(|l| {
+                    let f = fields(l);
+                    let id = f["id"].trim_start_matches("0x");
+                    (f["index"].to_string(), u16::from_str_radix(id, 16).unwrap())
+                })
+                .collect();
+            let packets = run(
+                "ffprobe",
+                &[
+                    "-v",
+                    "error",
+                    "-show_packets",
+                    "-show_entries",
+                    "packet=stream_index,pts,dts,pos,size,flags",
+                    "-of",
+                    "compact=nk=0",
+                    path,
+                ],
+            );
+            packets
+                .lines()
+                .filter(|l| l.starts_with("packet|"))
+                .map(|l| {
+                    let f = fields(l);
+                    Probed {
+                        pid: pids[f["stream_index"]],
+                        pts: f["pts"].parse().ok(),
+                        dts: f["dts"].parse().ok(),
+                        size: f["size"].parse().unwrap(),
+                        pos: f["pos"].parse().ok(),
+                        key: f["flags"].starts_with('K'),
+                    }
+                })
+                .collect()
+        }
+
+        /// Our frames of `data` against ffprobe's packets of the file at `path`. Our offset is the
+        /// sync byte's; ffprobe's `pos` is its read position minus the stride: the sync byte for
+        /// 188, the 4-byte prefix for 192 (sync - 4) and, a quirk, sync - 16 for 204.
+        fn compare(path: &Path, data: &[u8], stride: usize, audio_codec: Codec) -> Vec<PesFrame> {
+            let sync_delta: u64 = match stride {
+                188 => 0,
+                192 => 4,
+                _ => 16,
+            };
+            let probed = ffprobe(path);
+            let mut d = Demuxer::new(data).unwrap();
+            assert_eq!(d.stride(), stride);
+            let streams = d.probe_streams().unwrap().to_vec();
+            let codecs: Vec<_> = streams.iter().map(|s| s.codec.clone()).collect();
+            assert_eq!(codecs, vec![Codec::H264, audio_codec]);
+            let (video, audio) = (streams[0].pid, streams[1].pid);
+            let frames = all_frames(&mut d);
+            assert!(
+                frames.windows(2).all(|w| w[0].offset < w[1].offset),
+                "frames not in file order"
+            );
+
+            let mine: Vec<_> = frames.iter().filter(|f| f.pid == video).collect();
+            let mut theirs: Vec<_> = probed.iter().filter(|p| p.pid == video).collect();
+            theirs.sort_by_key(|p| p.pos);
+            assert_eq!(mine.len(), theirs.len(), "video frame count");
+            assert!(mine.len() >= 70);
+            for (m, t) in mine.iter().zip(&theirs) {
+                assert_eq!(
+                    Some(m.offset),
+                    t.pos.map(|p| p + sync_delta),
+                    "video offset"
+                );
+                assert_eq!(
+                    (m.pts, m.dts),
+                    (t.pts, t.dts),
+                    "video pts/dts at {}",
+                    m.offset
+                );
+                assert_eq!(m.data.len(), t.size, "video size at {}", m.offset);
+                assert_eq!(m.random_access, t.key, "video keyframe at {}", m.offset);
+            }
+            assert_eq!(mine.iter().filter(|f| f.random_access).count(), 3);
+
+            let mine: Vec<_> = frames.iter().filter(|f| f.pid == audio).collect();
+            let theirs: Vec<_> = probed.iter().filter(|p| p.pid == audio).collect();
+            let my_offsets: BTreeSet<u64> = mine.iter().map(|f| f.offset).collect();
+            let their_offsets: BTreeSet<u64> = theirs
+                .iter()
+                .filter_map(|p| p.pos)
+                .map(|p| p + sync_delta)
+                .collect();
+            assert_eq!(my_offsets, their_offsets, "audio PES offsets");
+            assert_eq!(
+                mine.iter().map(|f| f.data.len()).sum::<usize>(),
+                theirs.iter().map(|p| p.size).sum::<usize>(),
+                "audio bytes"
+            );
+            // Each audio PES starts with the ADTS frame ffprobe lists at its position.
+            for m in &mine {
+                let t = theirs
+                    .iter()
+                    .find(|p| p.pos.map(|p| p + sync_delta) == Some(m.offset))
+                    .unwrap();
+                assert_eq!(m.pts, t.pts);
+                assert_eq!(m.data[0], 0xFF);
+            }
+
+            let s = d.stats();
+            assert_eq!(s.framing.skipped_bytes, 0);
+            assert_eq!(s.framing.resyncs, 0);
+            assert_eq!(
+                (s.cc_errors, s.psi_errors, s.pes_errors, s.packet_errors),
+                (0, 0, 0, 0)
+            );
+            // ffmpeg writes its SDT (PID 0x11) before the PAT.
+            assert_eq!(
+                (
+                    s.transport_errors,
+                    s.packets_before_pat,
+                    s.pcr_discontinuities
+                ),
+                (0, 1, 0)
+            );
+            assert!(s.pcr_count > 10);
+            assert!(s.pmt_pid.is_some());
+            assert!(d.errors().is_empty(), "{:?}", d.errors());
+            frames
+        }
+
+        /// Re-frame 188-byte packets with a 4-byte prefix (192) or 16 bytes of parity (204).
+        fn restride(ts: &[u8], stride: usize) -> Vec<u8> {
+            let mut out = Vec::with_capacity(ts.len() / 188 * stride);
+            for (k, p) in ts.chunks_exact(188).enumerate() {
+                if stride == 192 {
+                    // copy_permission 00, arrival time stamp in 27 MHz, ~10 Mbit/s
+                    out.extend_from_slice(&((k as u32 * 4000) & 0x3FFF_FFFF).to_be_bytes());
+                }
+                out.extend_from_slice(p);
+                if stride == 204 {
+                    out.extend((0..16).map(|j| (k * 31 + j * 17) as u8));
+                }
+            }
+            out
+        }
+
+        #[test]
+        fn frames_match_ffprobe_for_188_192_and_204_byte_packets() {
+            let dir = TempDir::new("demux-ffmpeg");
+            let path = dir.0.join("x.ts");
+            encode(&path, &[]);
+            let ts = std::fs::read(&path).unwrap();
+            assert_eq!(ts.len() % 188, 0);
+            let base = compare(&path, &ts, 188, Codec::Aac);
+
+            for (stride, delta) in [(192, 4u64), (204, 0)] {
+                let other = restride(&ts, stride);
+                let p = dir.0.join(format!("x{stride}.ts"));
+                std::fs::write(&p, &other).unwrap();
+                let frames = compare(&p, &other, stride, Codec::Aac);
+                assert_eq!(frames.len(), base.len());
+                for (a, b) in frames.iter().zip(&base) {
+                    assert_eq!(a.offset, b.offset / 188 * stride as u64 + delta);
+                    assert_eq!(
+                        (a.pid, a.pts, a.dts, &a.data),
+                        (b.pid, b.pts, b.dts, &b.data)
+                    );
+                }
+            }
+
+            // ffmpeg's own M2TS output (real arrival timestamps). It marks AAC as stream_type
+            // 0x06 without descriptors (ffprobe finds AAC by sniffing the payload).
+            let m2ts = dir.0.join("x.m2ts");
+            encode(&m2ts, &["-mpegts_m2ts_mode", "1"]);
+            let data = std::fs::read(&m2ts).unwrap();
+            compare(&m2ts, &data, 192, Codec::Other("0x06".into()));
         }
     }
 }

@@ -241,7 +241,14 @@ pub(crate) mod tests {
                 assert_eq!(p.len(), PACKET_LEN);
                 assert_eq!(pid_of(p), i);
             }
-            assert_eq!(f.stats(), FramingStats { packets: 50, skipped_bytes: 0, resyncs: 0 });
+            assert_eq!(
+                f.stats(),
+                FramingStats {
+                    packets: 50,
+                    skipped_bytes: 0,
+                    resyncs: 0
+                }
+            );
         }
     }
 
@@ -258,14 +265,19 @@ pub(crate) mod tests {
         assert!(Framing::new(&[]).is_err());
         assert!(Framing::new(&one[..100]).is_err());
         let e = Framing::new(&vec![0u8; 100_000]).unwrap_err();
-        assert!(matches!(&e, Error::Unrecognised(m) if m.contains("no MPEG-TS sync")), "{e}");
+        assert!(
+            matches!(&e, Error::Unrecognised(m) if m.contains("no MPEG-TS sync")),
+            "{e}"
+        );
     }
 
     #[test]
     fn leading_garbage_is_skipped() {
         for stride in STRIDES {
             // Garbage full of 0x47 that never lines up five times at any stride.
-            let mut data: Vec<u8> = (0..333u32).map(|i| if i % 7 == 0 { 0x47 } else { i as u8 & 0x3F }).collect();
+            let mut data: Vec<u8> = (0..333u32)
+                .map(|i| if i % 7 == 0 { 0x47 } else { i as u8 & 0x3F })
+                .collect();
             data.extend_from_slice(&synthetic(20, stride));
             let mut f = Framing::new(&data).unwrap();
             assert_eq!(f.stride(), stride);
@@ -297,7 +309,11 @@ pub(crate) mod tests {
             }
             assert_eq!(
                 f.stats(),
-                FramingStats { packets: 40, skipped_bytes: 1000, resyncs: 1 },
+                FramingStats {
+                    packets: 40,
+                    skipped_bytes: 1000,
+                    resyncs: 1
+                },
                 "stride {stride}"
             );
         }
@@ -314,11 +330,17 @@ pub(crate) mod tests {
         let got: Vec<_> = f.by_ref().collect();
         // Packet 10 lost its first 50 bytes: its remaining 138 are skipped, 11 on are found.
         assert_eq!(got.len(), 29);
-        assert!(got.iter().all(|(o, p)| data[*o as usize] == 0x47 && p.len() == 188));
+        assert!(
+            got.iter()
+                .all(|(o, p)| data[*o as usize] == 0x47 && p.len() == 188)
+        );
         let s = f.stats();
         assert_eq!(s.resyncs, 1);
         assert_eq!(s.skipped_bytes, 138 + 100);
-        assert_eq!(s.packets as usize * 188 + s.skipped_bytes as usize, data.len());
+        assert_eq!(
+            s.packets as usize * 188 + s.skipped_bytes as usize,
+            data.len()
+        );
         assert_eq!(f.next(), None);
     }
 

@@ -12,6 +12,6 @@ pub mod demux;
 pub mod framing;
 pub mod mux;
 pub mod packet;
-pub mod psi;
 pub mod pes;
+pub mod psi;
 pub mod stream_type;

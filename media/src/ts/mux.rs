@@ -155,7 +155,12 @@ impl Muxer {
         let pid = self.streams[self.pcr_stream].pid;
         let cc = self.streams[self.pcr_stream].cc;
         let start = out.len();
-        out.extend_from_slice(&[SYNC, (pid >> 8) as u8, pid as u8, 0x20 | cc.wrapping_sub(1) & 0x0F]);
+        out.extend_from_slice(&[
+            SYNC,
+            (pid >> 8) as u8,
+            pid as u8,
+            0x20 | cc.wrapping_sub(1) & 0x0F,
+        ]);
         out.extend_from_slice(&[183, 0x10]);
         let mut pcr = [0u8; 6];
         write_pcr(self.pcr27(), &mut pcr);
@@ -200,7 +205,9 @@ impl Muxer {
             self.push_section(PMT_PID, false, out);
             self.last_psi = Some(self.clock);
         }
-        let pcr_due = self.last_pcr.is_none_or(|t| self.clock - t >= PCR_INTERVAL_90K);
+        let pcr_due = self
+            .last_pcr
+            .is_none_or(|t| self.clock - t >= PCR_INTERVAL_90K);
         if pcr_due && !is_pcr {
             self.push_pcr_only(out);
         }

@@ -44,7 +44,11 @@ impl<'a> Packet<'a> {
         }
         let buf = &buf[..PACKET_LEN];
         if buf[0] != SYNC {
-            return Err(Error::invalid("ts packet", offset, "missing 0x47 sync byte"));
+            return Err(Error::invalid(
+                "ts packet",
+                offset,
+                "missing 0x47 sync byte",
+            ));
         }
         let pid = (u16::from(buf[1] & 0x1F) << 8) | u16::from(buf[2]);
         let afc = (buf[3] >> 4) & 0x3;
@@ -71,7 +75,11 @@ impl<'a> Packet<'a> {
             adaptation = Some(a);
             pos = 5 + len;
         }
-        let payload = if afc & 0x1 != 0 { &buf[pos..] } else { &buf[..0] };
+        let payload = if afc & 0x1 != 0 {
+            &buf[pos..]
+        } else {
+            &buf[..0]
+        };
         Ok(Packet {
             pid,
             transport_error: buf[1] & 0x80 != 0,

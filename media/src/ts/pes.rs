@@ -23,7 +23,10 @@ pub struct PesHeader {
 
 /// Stream ids without the optional PES header (program_stream_map, padding, private_2, …).
 fn has_optional_header(stream_id: u8) -> bool {
-    !matches!(stream_id, 0xBC | 0xBE | 0xBF | 0xF0 | 0xF1 | 0xFF | 0xF2 | 0xF8)
+    !matches!(
+        stream_id,
+        0xBC | 0xBE | 0xBF | 0xF0 | 0xF1 | 0xFF | 0xF2 | 0xF8
+    )
 }
 
 fn read_ts(b: &[u8]) -> u64 {
@@ -54,7 +57,11 @@ impl PesHeader {
             });
         }
         if buf[0..3] != [0, 0, 1] {
-            return Err(Error::invalid("PES header", offset, "no 00 00 01 start code prefix"));
+            return Err(Error::invalid(
+                "PES header",
+                offset,
+                "no 00 00 01 start code prefix",
+            ));
         }
         let stream_id = buf[3];
         let packet_length = u16::from_be_bytes([buf[4], buf[5]]);
@@ -77,7 +84,11 @@ impl PesHeader {
             });
         }
         if buf[6] & 0xC0 != 0x80 {
-            return Err(Error::invalid("PES header", offset, "optional header marker bits not '10'"));
+            return Err(Error::invalid(
+                "PES header",
+                offset,
+                "optional header marker bits not '10'",
+            ));
         }
         h.data_alignment = buf[6] & 0x04 != 0;
         let flags = buf[7] >> 6;
@@ -109,7 +120,13 @@ impl PesHeader {
 
 /// Write a PES header. `dts` is written only when it differs from `pts`. `payload_len` sets
 /// PES_packet_length, or 0 (unbounded) when it does not fit in 16 bits (allowed for video).
-pub fn write_header(stream_id: u8, pts: u64, dts: Option<u64>, payload_len: usize, out: &mut Vec<u8>) {
+pub fn write_header(
+    stream_id: u8,
+    pts: u64,
+    dts: Option<u64>,
+    payload_len: usize,
+    out: &mut Vec<u8>,
+) {
     let dts = dts.filter(|&d| d & PTS_MASK != pts & PTS_MASK);
     let opt_len = if dts.is_some() { 10 } else { 5 };
     let total = 3 + opt_len + payload_len;

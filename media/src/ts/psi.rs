@@ -45,7 +45,11 @@ fn open_section<'a>(sec: &'a [u8], what: &'static str) -> Result<(u8, u16, &'a [
     }
     let len = (usize::from(sec[1] & 0x0F) << 8) | usize::from(sec[2]);
     if len < 9 {
-        return Err(Error::invalid(what, 0, format!("section_length {len} too short")));
+        return Err(Error::invalid(
+            what,
+            0,
+            format!("section_length {len} too short"),
+        ));
     }
     if sec.len() < 3 + len {
         return Err(Error::Truncated {
@@ -59,7 +63,11 @@ fn open_section<'a>(sec: &'a [u8], what: &'static str) -> Result<(u8, u16, &'a [
     if crc32_mpeg(&sec[..len - 1]) != crc {
         return Err(Error::invalid(what, 0, "CRC-32 mismatch"));
     }
-    Ok((sec[0], u16::from_be_bytes([sec[3], sec[4]]), &sec[8..len - 1]))
+    Ok((
+        sec[0],
+        u16::from_be_bytes([sec[3], sec[4]]),
+        &sec[8..len - 1],
+    ))
 }
 
 fn close_section(table_id: u8, id_ext: u16, body: &[u8]) -> Vec<u8> {
@@ -90,11 +98,20 @@ impl Pat {
     pub fn parse(sec: &[u8]) -> Result<Pat> {
         let (tid, tsid, body) = open_section(sec, "PAT section")?;
         if tid != TABLE_PAT {
-            return Err(Error::invalid("PAT section", 0, format!("table_id {tid:#x}")));
+            return Err(Error::invalid(
+                "PAT section",
+                0,
+                format!("table_id {tid:#x}"),
+            ));
         }
         let programs = body
             .chunks_exact(4)
-            .map(|c| (u16::from_be_bytes([c[0], c[1]]), u16::from_be_bytes([c[2] & 0x1F, c[3]])))
+            .map(|c| {
+                (
+                    u16::from_be_bytes([c[0], c[1]]),
+                    u16::from_be_bytes([c[2] & 0x1F, c[3]]),
+                )
+            })
             .filter(|&(n, _)| n != 0)
             .collect();
         Ok(Pat {
@@ -157,10 +174,18 @@ impl Pmt {
     pub fn parse(sec: &[u8]) -> Result<Pmt> {
         let (tid, program_number, body) = open_section(sec, "PMT section")?;
         if tid != TABLE_PMT {
-            return Err(Error::invalid("PMT section", 0, format!("table_id {tid:#x}")));
+            return Err(Error::invalid(
+                "PMT section",
+                0,
+                format!("table_id {tid:#x}"),
+            ));
         }
         if body.len() < 4 {
-            return Err(Error::invalid("PMT section", 0, "body shorter than 4 bytes"));
+            return Err(Error::invalid(
+                "PMT section",
+                0,
+                "body shorter than 4 bytes",
+            ));
         }
         let pcr_pid = u16::from_be_bytes([body[0] & 0x1F, body[1]]);
         let pinfo = (usize::from(body[2] & 0x0F) << 8) | usize::from(body[3]);
@@ -173,7 +198,11 @@ impl Pmt {
             let pid = u16::from_be_bytes([rest[1] & 0x1F, rest[2]]);
             let es_len = (usize::from(rest[3] & 0x0F) << 8) | usize::from(rest[4]);
             let desc = rest.get(5..5 + es_len).ok_or_else(|| {
-                Error::invalid("PMT section", 0, format!("ES_info_length past end (pid {pid})"))
+                Error::invalid(
+                    "PMT section",
+                    0,
+                    format!("ES_info_length past end (pid {pid})"),
+                )
             })?;
             streams.push(PmtStream {
                 stream_type,
@@ -217,7 +246,10 @@ mod tests {
         let s = pat.to_section();
         assert_eq!(
             s,
-            [0x00, 0xB0, 0x0D, 0x00, 0x01, 0xC1, 0x00, 0x00, 0x00, 0x01, 0xF0, 0x00, 0x2A, 0xB1, 0x04, 0xB2]
+            [
+                0x00, 0xB0, 0x0D, 0x00, 0x01, 0xC1, 0x00, 0x00, 0x00, 0x01, 0xF0, 0x00, 0x2A, 0xB1,
+                0x04, 0xB2
+            ]
         );
         assert_eq!(Pat::parse(&s).unwrap(), pat);
     }

@@ -82,10 +82,19 @@ mod tests {
         assert_eq!(codec_for(0x06, &with(&[0x7A, 1, 0])), Codec::Eac3);
         assert_eq!(codec_for(0x06, &with(b"\x05\x04AC-3")), Codec::Ac3);
         assert_eq!(codec_for(0x06, &with(b"\x05\x04EAC3")), Codec::Eac3);
-        assert_eq!(codec_for(0x06, &with(b"\x05\x04Opus")), Codec::Other("opus".into()));
-        assert_eq!(codec_for(0x06, &with(b"\x05\x04BSSD")), Codec::Other("0x06".into()));
+        assert_eq!(
+            codec_for(0x06, &with(b"\x05\x04Opus")),
+            Codec::Other("opus".into())
+        );
+        assert_eq!(
+            codec_for(0x06, &with(b"\x05\x04BSSD")),
+            Codec::Other("0x06".into())
+        );
         // A descriptor running past the end is ignored, never a panic.
         assert_eq!(codec_for(0x06, &[0x6A, 9, 0]), Codec::Other("0x06".into()));
-        assert_eq!(codec_for(0x06, &[0x05, 2, b'A', b'C']), Codec::Other("0x06".into()));
+        assert_eq!(
+            codec_for(0x06, &[0x05, 2, b'A', b'C']),
+            Codec::Other("0x06".into())
+        );
     }
 }
