@@ -293,12 +293,12 @@ fn analyse_ts(src: &Source) -> Result<Analysis> {
         }
         let codec = &streams[i].codec;
         if Some(i) == video_idx {
-            if let Some(scan) = scan_access_unit(codec, &frame.data) {
-                if scan.keyframe {
-                    s.keyframe_pts.push(pts);
-                    s.ps_keyframes += u64::from(scan.parameter_sets);
-                    s.open_gop |= scan.open_gop;
-                }
+            if let Some(scan) = scan_access_unit(codec, &frame.data)
+                && scan.keyframe
+            {
+                s.keyframe_pts.push(pts);
+                s.ps_keyframes += u64::from(scan.parameter_sets);
+                s.open_gop |= scan.open_gop;
             }
             if s.sps.is_none() && *codec == Codec::H264 {
                 s.sps = media::codec::nal::AnnexB::new(&frame.data)

@@ -42,6 +42,8 @@ pub enum InstallError {
         "invalid content id {0:?}: use 1-64 characters from a-z A-Z 0-9 . _ - (not starting with . or -)"
     )]
     BadId(String),
+    #[error("interrupted: the install was stopped and its partial output removed")]
+    Interrupted,
     #[error("store {path}: {reason}")]
     Store { path: PathBuf, reason: String },
     #[error("verification failed for {id} on {node}: {reason}")]

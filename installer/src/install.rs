@@ -15,6 +15,24 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Catch SIGINT/SIGTERM so an interrupted install can remove its staging folder (a SIGKILL'd
+/// one is swept by the next install). Call once from the binary.
+pub fn catch_interrupts() {
+    let _ = ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst));
+}
+
+/// Err when a stop was requested; checked between stages and during the remux.
+pub fn check_interrupted() -> Result<()> {
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        Err(InstallError::Interrupted)
+    } else {
+        Ok(())
+    }
+}
 
 pub struct Options {
     pub id: Option<String>,
@@ -140,6 +158,7 @@ fn stage_and_commit(
     } else {
         (src.bytes(), &src.path, analysis.clone())
     };
+    check_interrupted()?;
     // 2. Our remux into the content TS, building the index.
     progress.stage("remux");
     let ts_path = staging.join(CONTENT_TS);
@@ -221,6 +240,7 @@ fn stage_and_commit(
     let mbytes = manifest.to_bytes();
     write_file(&staging.join(MANIFEST_FILE), &mbytes)?;
     store::fsync_dir(staging)?;
+    check_interrupted()?;
     // 4. Verify from disk, then commit.
     progress.stage("verify");
     verify::verify_dir(staging, id).map_err(|reason| InstallError::Verify {
@@ -229,6 +249,7 @@ fn stage_and_commit(
         reason,
     })?;
     let node = store.node_for(id).to_string();
+    check_interrupted()?;
     let path = store.commit(staging, &node, id)?;
     Ok((node, path, manifest))
 }

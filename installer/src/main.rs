@@ -130,6 +130,7 @@ fn run(cli: Cli) -> Result<()> {
             dry_run,
             json,
         } => {
+            install::catch_interrupts();
             let mut progress = Progress::new(json);
             let opts = Options {
                 id,

@@ -57,10 +57,10 @@ impl Progress {
     }
 
     pub fn finish(&mut self) {
-        if let Progress::Bar(bar) = self {
-            if let Some(b) = bar.take() {
-                b.finish_and_clear();
-            }
+        if let Progress::Bar(bar) = self
+            && let Some(b) = bar.take()
+        {
+            b.finish_and_clear();
         }
     }
 }

@@ -125,15 +125,15 @@ impl<'w, W: Write> Out<'w, W> {
                     self.index.flags |= FLAG_OPEN_GOP;
                 }
             }
-        } else if let Some(last) = self.audio_last.get_mut(stream) {
-            if last.is_none_or(|l| pts_u >= l + AUDIO_SYNC_INTERVAL_90K) {
-                *last = Some(pts_u);
-                self.index.audio.push(AudioSync {
-                    pts: pts_u,
-                    offset: w.pes_offset,
-                    pid: self.muxer.pid(stream).unwrap_or(0),
-                });
-            }
+        } else if let Some(last) = self.audio_last.get_mut(stream)
+            && last.is_none_or(|l| pts_u >= l + AUDIO_SYNC_INTERVAL_90K)
+        {
+            *last = Some(pts_u);
+            self.index.audio.push(AudioSync {
+                pts: pts_u,
+                offset: w.pes_offset,
+                pid: self.muxer.pid(stream).unwrap_or(0),
+            });
         }
         if self.buf.len() >= FLUSH_AT {
             self.flush()?;
@@ -309,7 +309,8 @@ pub fn remux<W: Write>(
                     s.offset,
                 )?;
                 done += u64::from(s.size);
-                if out.stats.frames % 256 == 0 {
+                if out.stats.frames.is_multiple_of(256) {
+                    crate::install::check_interrupted()?;
                     progress(done, total);
                 }
             }
@@ -353,7 +354,7 @@ pub fn remux<W: Write>(
                 if Some(i) == video_stream && !seen_keyframe {
                     // Frames before the first keyframe cannot be decoded: leave them out.
                     let key =
-                        media::codec::video::scan_access_unit(t_codec(&tracks[i]), &frame.data)
+                        media::codec::video::scan_access_unit(t_codec(tracks[i]), &frame.data)
                             .is_some_and(|s| s.keyframe);
                     if !key {
                         continue;
@@ -368,7 +369,8 @@ pub fn remux<W: Write>(
                     &frame.data,
                     frame.offset,
                 )?;
-                if out.stats.frames % 256 == 0 {
+                if out.stats.frames.is_multiple_of(256) {
+                    crate::install::check_interrupted()?;
                     progress(frame.offset, total);
                 }
             }

@@ -132,8 +132,12 @@ pub fn to_ts(src: &Path, a: &Analysis, out: &Path) -> Result<()> {
     let bin = tool("ffmpeg", &what)?;
     let mut cmd = Command::new(bin);
     cmd.args(["-nostdin", "-v", "error", "-y", "-i"]).arg(src);
-    let mut o = 0;
-    for t in a.tracks.iter().filter(|t| t.action != Action::Drop) {
+    for (o, t) in a
+        .tracks
+        .iter()
+        .filter(|t| t.action != Action::Drop)
+        .enumerate()
+    {
         cmd.args(["-map", &format!("0:{}", t.source_index)]);
         let spec = format!("-c:{o}");
         match (t.action, t.info.kind) {
@@ -152,7 +156,6 @@ pub fn to_ts(src: &Path, a: &Analysis, out: &Path) -> Result<()> {
                 cmd.args([&spec, "copy"]);
             }
         }
-        o += 1;
     }
     cmd.args(["-f", "mpegts"]).arg(out);
     let res = cmd.output().map_err(|e| InstallError::io("ffmpeg", e))?;

@@ -49,7 +49,7 @@ fn video_codec(stream_type: u8) -> Option<Codec> {
 /// Scan a content TS written by our muxer and build its index (duration left 0: the caller
 /// knows it from the source).
 pub fn scan_ts(data: &[u8]) -> Result<(Index, ScanSummary)> {
-    if data.len() % PACKET_LEN != 0 {
+    if !data.len().is_multiple_of(PACKET_LEN) {
         return Err(Error::invalid(
             "content TS",
             data.len() as u64,
@@ -72,8 +72,10 @@ pub fn scan_ts(data: &[u8]) -> Result<(Index, ScanSummary)> {
     let mut open_gop = false;
 
     let finish = |p: Pending, idx: &mut Index, ps_everywhere: &mut bool, open_gop: &mut bool| {
-        if let Some(mut e) = p.entry {
-            if p.scanned {
+        if let Some(mut e) = p.entry
+            && p.scanned
+        {
+            {
                 e.ts_len = (p.last_end - e.rap_offset) as u32;
                 e.frame_size = p.payload.saturating_sub(p.pes_header_len as u64) as u32;
                 *ps_everywhere &= e.parameter_sets;
@@ -121,8 +123,10 @@ pub fn scan_ts(data: &[u8]) -> Result<(Index, ScanSummary)> {
             }
             continue;
         }
-        if let Some((vpid, codec)) = &video {
-            if p.pid == *vpid {
+        if let Some((vpid, codec)) = &video
+            && p.pid == *vpid
+        {
+            {
                 if !p.has_payload() {
                     // PCR-only packets carry no part of any frame.
                     continue;
@@ -193,8 +197,9 @@ pub fn scan_ts(data: &[u8]) -> Result<(Index, ScanSummary)> {
                 continue;
             }
         }
-        if p.pusi {
-            if let Some((pid, clock, last)) = audio_pids.iter_mut().find(|(pid, ..)| *pid == p.pid)
+        if p.pusi
+            && let Some((pid, clock, last)) = audio_pids.iter_mut().find(|(pid, ..)| *pid == p.pid)
+        {
             {
                 let h = PesHeader::parse(p.payload, off)?;
                 if let Some(raw) = h.pts {

@@ -26,7 +26,7 @@
 //! Every number read from the file is checked before use: counts must agree between tables,
 //! counts not backed by table bytes are bounded by the file size before allocating, arithmetic is
 //! checked, every sample must lie inside the file, a timescale of 0 is an error. Problems come
-//! back as [`Error::Mp4`](crate::Error::Mp4) naming the box, the track and the byte offset.
+//! back as [`Error::Mp4`] naming the box, the track and the byte offset.
 //!
 //! Nothing recurses on the input: we walk the containers we need ourselves and hand `mp4-atom`
 //! only flat leaf boxes (headers, tables, `avcC`, `hvcC`, `tfhd`, `trun`, ...). Its decoders for
@@ -126,8 +126,17 @@ pub fn parse(file: &[u8]) -> Result<Movie> {
         let b = b?;
         match &b.kind {
             b"ftyp" if major_brand.is_none() => {
-                let ftyp: Ftyp = decode(&b, Ctx::FILE)?;
-                major_brand = Some(String::from_utf8_lossy(ftyp.major_brand.as_ref()).into());
+                // Only the major brand matters; an odd compatible-brand list is no reason to
+                // refuse the file, so fall back to the first four bytes.
+                let brand = match decode::<Ftyp>(&b, Ctx::FILE) {
+                    Ok(ftyp) => *ftyp.major_brand.as_ref(),
+                    Err(e) => b
+                        .body
+                        .get(..4)
+                        .and_then(|m| <[u8; 4]>::try_from(m).ok())
+                        .ok_or(e)?,
+                };
+                major_brand = Some(boxes::fourcc_name(&brand));
             }
             b"moov" => {
                 if let Some(first) = &moov {
