@@ -32,6 +32,17 @@ pub struct TrackReport {
     pub rfc6381: Option<String>,
 }
 
+impl TrackReport {
+    /// The track's codec (`Other("unknown")` when the container did not say).
+    pub fn codec(&self) -> &Codec {
+        static UNKNOWN: std::sync::OnceLock<Codec> = std::sync::OnceLock::new();
+        self.info
+            .codec
+            .as_ref()
+            .unwrap_or_else(|| UNKNOWN.get_or_init(|| Codec::Other("unknown".into())))
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct VideoReport {
     pub keyframes: u64,

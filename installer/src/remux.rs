@@ -165,11 +165,7 @@ pub fn remux<W: Write>(
     }
     let mut specs = Vec::new();
     for t in &tracks {
-        let codec = t
-            .info
-            .codec
-            .clone()
-            .unwrap_or(Codec::Other("unknown".into()));
+        let codec = t.codec().clone();
         let (stream_type, stream_id) = plan::stream_type(&codec).ok_or_else(|| {
             InstallError::Unsupported(format!(
                 "{}: cannot carry {} in TS",
@@ -224,11 +220,7 @@ pub fn remux<W: Write>(
                     .ok_or_else(|| {
                         InstallError::Unsupported(format!("internal: track {} vanished", t.info.id))
                     })?;
-                let codec = t
-                    .info
-                    .codec
-                    .clone()
-                    .unwrap_or(Codec::Other("unknown".into()));
+                let codec = t.codec().clone();
                 convs.push(match (&codec, &mt.config) {
                     (
                         Codec::H264 | Codec::H265,
@@ -318,11 +310,7 @@ pub fn remux<W: Write>(
         Detail::Ts { min_dts } => {
             let mut convs: Vec<Convert> = Vec::new();
             for t in &tracks {
-                let codec = t
-                    .info
-                    .codec
-                    .clone()
-                    .unwrap_or(Codec::Other("unknown".into()));
+                let codec = t.codec().clone();
                 convs.push(match codec {
                     Codec::H264 | Codec::H265 => Convert::Video(
                         AuRewriter::new(&codec, &CodecConfig::None, Framing::AnnexB)
@@ -353,9 +341,8 @@ pub fn remux<W: Write>(
                 let dts = frame.dts.unwrap_or(pts);
                 if Some(i) == video_stream && !seen_keyframe {
                     // Frames before the first keyframe cannot be decoded: leave them out.
-                    let key =
-                        media::codec::video::scan_access_unit(t_codec(tracks[i]), &frame.data)
-                            .is_some_and(|s| s.keyframe);
+                    let key = media::codec::video::scan_access_unit(tracks[i].codec(), &frame.data)
+                        .is_some_and(|s| s.keyframe);
                     if !key {
                         continue;
                     }
@@ -394,12 +381,4 @@ pub fn remux<W: Write>(
     stats.size = index.content_size;
     stats.crc32 = out.hasher.finalize();
     Ok((index, stats))
-}
-
-fn t_codec(t: &TrackReport) -> &Codec {
-    static OTHER: std::sync::OnceLock<Codec> = std::sync::OnceLock::new();
-    t.info
-        .codec
-        .as_ref()
-        .unwrap_or_else(|| OTHER.get_or_init(|| Codec::Other("unknown".into())))
 }
