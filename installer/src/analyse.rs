@@ -477,6 +477,16 @@ fn analyse_with_ffprobe(src: &Source) -> Result<Analysis> {
         );
         if kind == TrackKind::Video && action != Action::Drop {
             first_video = false;
+            let (frames, kf) = transcode::ffprobe_keyframes(&src.path)?;
+            let mut kf: Vec<i64> = kf.iter().map(|t| (t * 90_000.0).round() as i64).collect();
+            let mut v = VideoReport {
+                frames,
+                keyframes: kf.len() as u64,
+                parameter_sets: "decided after ffmpeg: inserted before every keyframe".into(),
+                ..Default::default()
+            };
+            gop_stats(&mut kf, &mut v);
+            a.video = Some(v);
         }
         let rfc = plan::rfc6381(&codec, None, None);
         a.tracks.push(report(i, info, action, reason, rfc));

@@ -85,12 +85,9 @@ pub fn add(file: &Path, opts: &Options, progress: &mut Progress) -> Result<Outco
     if opts.dry_run {
         let node = match Store::open(&opts.store) {
             Ok(s) => s.node_for(&id).to_string(),
-            Err(_) => Store {
-                root: opts.store.clone(),
-                topology: store::Topology::default_single_host(),
-            }
-            .node_for(&id)
-            .to_string(),
+            Err(_) => store::Topology::default_single_host()
+                .node_for(&id)
+                .to_string(),
         };
         progress.finish();
         return Ok(Outcome {
@@ -104,11 +101,12 @@ pub fn add(file: &Path, opts: &Options, progress: &mut Progress) -> Result<Outco
     }
     let mut created = Created::default();
     let result = (|| {
-        let store = Store::open_or_create(&opts.store, &mut created)?;
+        let mut store = Store::open_or_create(&opts.store, &mut created)?;
         if !store.locate(&id).is_empty() {
             return Err(InstallError::Exists(id.clone()));
         }
         let staging = store.staging(&id)?;
+        store.unlock();
         let r = stage_and_commit(&store, &src, &analysis, &id, &staging, progress);
         if r.is_err() {
             let _ = fs::remove_dir_all(&staging);
@@ -126,13 +124,7 @@ pub fn add(file: &Path, opts: &Options, progress: &mut Progress) -> Result<Outco
             manifest: Some(manifest),
         }),
         Err(e) => {
-            if created.root {
-                let _ = fs::remove_dir_all(&opts.store);
-            } else {
-                for p in created.paths.iter().rev() {
-                    let _ = fs::remove_file(p);
-                }
-            }
+            store::rollback_creation(&opts.store, &created);
             Err(e)
         }
     }

@@ -52,6 +52,13 @@ impl Topology {
             .iter()
             .flat_map(|h| h.nodes.iter().map(String::as_str))
     }
+
+    /// The node a content goes to: the highest rendezvous score of (node, id).
+    pub fn node_for(&self, id: &str) -> &str {
+        self.nodes()
+            .max_by_key(|n| fnv1a(&[n.as_bytes(), id.as_bytes()]))
+            .unwrap_or("node-1")
+    }
 }
 
 /// Content ids become folder names and URL path segments: keep them plain.
@@ -110,13 +117,40 @@ fn fnv1a(parts: &[&[u8]]) -> u64 {
 pub struct Store {
     pub root: PathBuf,
     pub topology: Topology,
+    /// Held while the store is being created and a staging folder made (see `open_or_create`).
+    lock: Option<fs::File>,
 }
 
-/// What `Store::create` made, so a failed install can take it back.
+/// What `Store::open_or_create` made, so a failed install can take it back.
 #[derive(Debug, Default)]
 pub struct Created {
     pub root: bool,
-    pub paths: Vec<PathBuf>,
+    pub store_file: bool,
+}
+
+/// An exclusive `flock` on a folder, released when the file is dropped.
+fn lock_dir(dir: &Path) -> Result<fs::File> {
+    let f = io(dir, fs::File::open(dir))?;
+    io(dir, f.lock())?;
+    Ok(f)
+}
+
+/// Undo the creation of a store by a failed install: only when nothing else lives in it now
+/// (a concurrent install's staging folder or content keeps it), under the store lock.
+pub fn rollback_creation(root: &Path, created: &Created) {
+    if !created.root && !created.store_file {
+        return;
+    }
+    let Ok(_lock) = lock_dir(root) else { return };
+    let Ok(rd) = fs::read_dir(root) else { return };
+    let others = rd.flatten().any(|e| e.file_name() != STORE_FILE);
+    if others {
+        return;
+    }
+    let _ = fs::remove_file(root.join(STORE_FILE));
+    if created.root {
+        let _ = fs::remove_dir(root);
+    }
 }
 
 fn io<T>(path: &Path, r: std::io::Result<T>) -> Result<T> {
@@ -164,46 +198,69 @@ impl Store {
         Ok(Store {
             root: root.into(),
             topology,
+            lock: None,
         })
     }
 
     /// Open the store, creating it with the default topology when the folder is new or empty.
+    ///
+    /// Creation happens under an exclusive `flock` on the store folder, which the returned store
+    /// keeps until [`Store::unlock`]: the caller creates its staging folder first, so a
+    /// concurrent install that fails and rolls back (see [`rollback_creation`]) sees the store
+    /// in use and leaves it alone.
     pub fn open_or_create(root: &Path, created: &mut Created) -> Result<Store> {
-        if root.join(STORE_FILE).exists() {
-            return Store::open(root);
+        if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
+            io(parent, fs::create_dir_all(parent))?;
         }
-        if !root.exists() {
-            io(root, fs::create_dir_all(root))?;
-            created.root = true;
-        } else if io(root, fs::read_dir(root))?.next().is_some() {
+        match fs::create_dir(root) {
+            Ok(()) => created.root = true,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(InstallError::io(root, e)),
+        }
+        let lock = lock_dir(root)?;
+        let file = root.join(STORE_FILE);
+        if file.exists() {
+            let mut s = Store::open(root)?;
+            s.lock = Some(lock);
+            return Ok(s);
+        }
+        let foreign = io(root, fs::read_dir(root))?
+            .flatten()
+            .any(|e| !e.file_name().to_string_lossy().starts_with(STAGING_PREFIX));
+        if foreign {
             return Err(InstallError::Store {
                 path: root.into(),
                 reason: "folder is not empty and has no store.json: not a Sluice store".into(),
             });
         }
         let topology = Topology::default_single_host();
-        let file = root.join(STORE_FILE);
-        let tmp = root.join(".store.json.tmp");
+        let tmp = root.join(format!(".store.json.tmp-{}", std::process::id()));
         let mut body = serde_json::to_vec_pretty(&topology).unwrap_or_default();
         body.push(b'\n');
-        created.paths.push(tmp.clone());
-        io(&tmp, fs::write(&tmp, &body))?;
-        io(&tmp, fs::File::open(&tmp).and_then(|f| f.sync_all()))?;
-        created.paths.push(file.clone());
-        io(&file, fs::rename(&tmp, &file))?;
+        let written = fs::write(&tmp, &body)
+            .and_then(|()| fs::File::open(&tmp).and_then(|f| f.sync_all()))
+            .and_then(|()| fs::rename(&tmp, &file));
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(InstallError::io(&file, e));
+        }
+        created.store_file = true;
         fsync_dir(root)?;
         Ok(Store {
             root: root.into(),
             topology,
+            lock: Some(lock),
         })
     }
 
-    /// The node a content goes to: the highest rendezvous score of (node, id).
+    /// Release the creation lock (after the staging folder exists).
+    pub fn unlock(&mut self) {
+        self.lock = None;
+    }
+
+    /// The node a content goes to (see [`Topology::node_for`]).
     pub fn node_for(&self, id: &str) -> &str {
-        self.topology
-            .nodes()
-            .max_by_key(|n| fnv1a(&[n.as_bytes(), id.as_bytes()]))
-            .unwrap_or("node-1")
+        self.topology.node_for(id)
     }
 
     /// Where every installed copy of `id` is.

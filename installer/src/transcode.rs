@@ -102,6 +102,47 @@ pub fn ffprobe(path: &Path, what: &str) -> Result<Probe> {
     Ok(Probe { duration, tracks })
 }
 
+/// Frame count and keyframe times (seconds) of the first video stream, from ffprobe's packets.
+pub fn ffprobe_keyframes(path: &Path) -> Result<(u64, Vec<f64>)> {
+    let bin = tool("ffprobe", "reading keyframes")?;
+    let out = Command::new(bin)
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "packet=pts_time,dts_time,flags",
+            "-of",
+            "json",
+        ])
+        .arg(path)
+        .output()
+        .map_err(|e| InstallError::io("ffprobe", e))?;
+    if !out.status.success() {
+        return Err(ffmpeg_error(path, &out.status, &out.stderr));
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).map_err(|e| InstallError::Ffmpeg {
+            path: path.into(),
+            status: "ffprobe output".into(),
+            stderr: e.to_string(),
+        })?;
+    let packets = v["packets"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    let time = |p: &serde_json::Value| {
+        p["pts_time"]
+            .as_str()
+            .or(p["dts_time"].as_str())
+            .and_then(|t| t.parse::<f64>().ok())
+    };
+    let keyframes = packets
+        .iter()
+        .filter(|p| p["flags"].as_str().is_some_and(|f| f.contains('K')))
+        .filter_map(time)
+        .collect();
+    Ok((packets.len() as u64, keyframes))
+}
+
 fn ffmpeg_error(path: &Path, status: &std::process::ExitStatus, stderr: &[u8]) -> InstallError {
     let text = String::from_utf8_lossy(stderr);
     let last = text

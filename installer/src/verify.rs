@@ -28,6 +28,15 @@ pub fn verify_dir(dir: &Path, id: &str) -> std::result::Result<Vec<String>, Stri
         "manifest v{} checksum {}",
         manifest.version, manifest.checksum
     ));
+    // The index first: a version or checksum it refuses is the clearer message.
+    let ipath = dir.join(INDEX_FILE);
+    let ibytes = fs::read(&ipath).map_err(|e| format!("{}: {e}", ipath.display()))?;
+    let index = Index::parse(&ibytes).map_err(|e| format!("{}: {e}", ipath.display()))?;
+    ok.push(format!(
+        "index v{} checksum ok, {} keyframes",
+        media::index::VERSION,
+        index.entries.len()
+    ));
     let ts_path = dir.join(CONTENT_TS);
     let ts_file = fs::File::open(&ts_path).map_err(|e| format!("{}: {e}", ts_path.display()))?;
     // SAFETY: read-only private mapping of a file in the store that nothing else writes.
@@ -61,14 +70,6 @@ pub fn verify_dir(dir: &Path, id: &str) -> std::result::Result<Vec<String>, Stri
     ok.push(format!(
         "{} files: sizes and CRC-32 match",
         manifest.files.len()
-    ));
-    let ipath = dir.join(INDEX_FILE);
-    let ibytes = fs::read(&ipath).map_err(|e| format!("{}: {e}", ipath.display()))?;
-    let index = Index::parse(&ibytes).map_err(|e| format!("{}: {e}", ipath.display()))?;
-    ok.push(format!(
-        "index v{} checksum ok, {} keyframes",
-        media::index::VERSION,
-        index.entries.len()
     ));
     let (scanned, summary) = scan_ts(&ts).map_err(|e| format!("{CONTENT_TS}: {e}"))?;
     let same = scanned.entries == index.entries

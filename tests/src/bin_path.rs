@@ -82,10 +82,19 @@ fn is_fresh(bin: &Path) -> bool {
 
 fn build(profile_dir: &Path) {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let target_dir = profile_dir.parent().expect("the profile folder has a parent");
+    let target_dir = profile_dir
+        .parent()
+        .expect("the profile folder has a parent");
     let mut cmd = Command::new(cargo);
     cmd.current_dir(workspace_root())
-        .args(["build", "-p", "installer", "--bin", BIN_NAME, "--target-dir"])
+        .args([
+            "build",
+            "-p",
+            "installer",
+            "--bin",
+            BIN_NAME,
+            "--target-dir",
+        ])
         .arg(target_dir);
     if profile_dir.file_name().is_some_and(|n| n == "release") {
         cmd.arg("--release");

@@ -67,7 +67,9 @@ pub fn describe(cmd: &Command) -> String {
             format!(
                 "{}={}",
                 k.to_string_lossy(),
-                v.map_or(String::from("<unset>"), |v| v.to_string_lossy().into_owned())
+                v.map_or(String::from("<unset>"), |v| v
+                    .to_string_lossy()
+                    .into_owned())
             )
         })
         .collect();

@@ -1,0 +1,57 @@
+//! Finding installed contents in a store folder, as an operator would: `STORE/*/ID/manifest.json`.
+//!
+//! The tests do not ask the installer where it put a content (that would trust the code under
+//! test); they look for the layout the contract promises (DESIGN.md §3).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// The files every installed content folder holds.
+pub const CONTENT_FILES: [&str; 6] = [
+    "content.ts",
+    "index.sidx",
+    "manifest.json",
+    "index.m3u8",
+    "media.m3u8",
+    "iframes.m3u8",
+];
+
+/// Every `STORE/NODE/ID` folder holding a `manifest.json`, sorted.
+pub fn copies(store: &Path, id: &str) -> Vec<PathBuf> {
+    let Ok(rd) = fs::read_dir(store) else {
+        return Vec::new();
+    };
+    let mut out: Vec<PathBuf> = rd
+        .flatten()
+        .map(|e| e.path().join(id))
+        .filter(|dir| dir.join("manifest.json").is_file())
+        .collect();
+    out.sort();
+    out
+}
+
+/// The one installed copy of `id`; panics unless there is exactly one.
+pub fn installed(store: &Path, id: &str) -> PathBuf {
+    let found = copies(store, id);
+    assert_eq!(
+        found.len(),
+        1,
+        "expected exactly one {}/*/{id}/manifest.json, found {found:?}",
+        store.display()
+    );
+    found.into_iter().next().expect("one copy")
+}
+
+/// Names in the store's top folder that start with `.` (staging or other leftovers).
+pub fn hidden_entries(store: &Path) -> Vec<String> {
+    let Ok(rd) = fs::read_dir(store) else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = rd
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    out.sort();
+    out
+}
