@@ -126,7 +126,7 @@ impl<'w, W: Write> Out<'w, W> {
                 }
             }
         } else if let Some(last) = self.audio_last.get_mut(stream)
-            && last.is_none_or(|l| pts_u >= l + AUDIO_SYNC_INTERVAL_90K)
+            && last.is_none_or(|l| pts_u >= l.saturating_add(AUDIO_SYNC_INTERVAL_90K))
         {
             *last = Some(pts_u);
             self.index.audio.push(AudioSync {

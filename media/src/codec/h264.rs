@@ -91,10 +91,11 @@ pub fn sps_dimensions(sps: &[u8]) -> Option<(u32, u32)> {
             for i in 0..if chroma == 3 { 12 } else { 8 } {
                 if r.bit()? == 1 {
                     let size = if i < 6 { 16 } else { 64 };
-                    let (mut last, mut next) = (8i32, 8i32);
+                    let (mut last, mut next) = (8i64, 8i64);
                     for _ in 0..size {
                         if next != 0 {
-                            next = (last + r.se()? + 256) % 256;
+                            // delta_scale is -128..=127 in a valid stream; any value wraps mod 256.
+                            next = (last + i64::from(r.se()?)).rem_euclid(256);
                         }
                         last = if next == 0 { last } else { next };
                     }
@@ -163,5 +164,13 @@ mod tests {
         assert_eq!(sps_dimensions(&sps), Some((320, 240)));
         assert_eq!(profile_name(sps[1]), "High");
         assert_eq!(sps_dimensions(&sps[..3]), None);
+    }
+
+    #[test]
+    fn fuzz_regression_huge_delta_scale() {
+        let b = include_bytes!(
+            "../../../fuzz/regressions/codec/sps_dimensions-scaling-list-delta-add-overflow.bin"
+        );
+        let _ = sps_dimensions(b);
     }
 }

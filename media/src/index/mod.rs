@@ -351,4 +351,12 @@ mod tests {
         assert!(Index::parse(&b[..b.len() - 1]).is_err());
         assert!(Index::parse(&b[..10]).is_err());
     }
+
+    #[test]
+    fn fuzz_regression_audio_pts_wrapping_backwards() {
+        let b = include_bytes!(
+            "../../../fuzz/regressions/index_reader/scan_ts-audio-pts-backward-wrap-add-overflow.ts"
+        );
+        let _ = scan_ts(b);
+    }
 }

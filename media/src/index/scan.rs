@@ -139,7 +139,7 @@ pub fn scan_ts(data: &[u8]) -> Result<(Index, ScanSummary)> {
                     let pts = h
                         .pts
                         .ok_or_else(|| Error::invalid("video PES", off, "no PTS"))?;
-                    let pts = vclock.unwrap(pts) as u64;
+                    let pts = vclock.unwrap(pts).max(0) as u64;
                     first_pts = Some(first_pts.map_or(pts, |f| f.min(pts)));
                     sum.max_pts = sum.max_pts.max(pts);
                     sum.video_frames += 1;
@@ -203,10 +203,10 @@ pub fn scan_ts(data: &[u8]) -> Result<(Index, ScanSummary)> {
             {
                 let h = PesHeader::parse(p.payload, off)?;
                 if let Some(raw) = h.pts {
-                    let pts = clock.unwrap(raw) as u64;
+                    let pts = clock.unwrap(raw).max(0) as u64;
                     first_pts = Some(first_pts.map_or(pts, |f| f.min(pts)));
                     sum.max_pts = sum.max_pts.max(pts);
-                    if last.is_none_or(|l| pts >= l + AUDIO_SYNC_INTERVAL_90K) {
+                    if last.is_none_or(|l| pts >= l.saturating_add(AUDIO_SYNC_INTERVAL_90K)) {
                         *last = Some(pts);
                         idx.audio.push(AudioSync {
                             pts,
