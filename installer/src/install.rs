@@ -84,10 +84,8 @@ pub fn add(file: &Path, opts: &Options, progress: &mut Progress) -> Result<Outco
     }
     if opts.dry_run {
         let node = match Store::open(&opts.store) {
-            Ok(s) => s.node_for(&id).to_string(),
-            Err(_) => store::Topology::default_single_host()
-                .node_for(&id)
-                .to_string(),
+            Ok(s) => s.node_for(&id),
+            Err(_) => store::node_for(&store::Topology::default_single_host(), &id),
         };
         progress.finish();
         return Ok(Outcome {
@@ -240,7 +238,7 @@ fn stage_and_commit(
         node: "staging".into(),
         reason,
     })?;
-    let node = store.node_for(id).to_string();
+    let node = store.node_for(id);
     check_interrupted()?;
     let path = store.commit(staging, &node, id)?;
     Ok((node, path, manifest))

@@ -13,52 +13,21 @@
 
 use crate::info::{MANIFEST_FILE, Manifest};
 use crate::{InstallError, Result};
-use serde::{Deserialize, Serialize};
 use std::fs;
 use std::path::{Path, PathBuf};
 
 pub const STORE_FILE: &str = "store.json";
-pub const STORE_FORMAT: &str = "sluice-store";
-pub const STORE_VERSION: u32 = 1;
 const STAGING_PREFIX: &str = ".staging-";
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Host {
-    pub name: String,
-    pub nodes: Vec<String>,
-}
+pub use storage_device_sim::topology::Topology;
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Topology {
-    pub format: String,
-    pub version: u32,
-    pub hosts: Vec<Host>,
-}
-
-impl Topology {
-    pub fn default_single_host() -> Topology {
-        Topology {
-            format: STORE_FORMAT.into(),
-            version: STORE_VERSION,
-            hosts: vec![Host {
-                name: "host-1".into(),
-                nodes: vec!["node-1".into(), "node-2".into()],
-            }],
-        }
-    }
-
-    pub fn nodes(&self) -> impl Iterator<Item = &str> {
-        self.hosts
-            .iter()
-            .flat_map(|h| h.nodes.iter().map(String::as_str))
-    }
-
-    /// The node a content goes to: the highest rendezvous score of (node, id).
-    pub fn node_for(&self, id: &str) -> &str {
-        self.nodes()
-            .max_by_key(|n| fnv1a(&[n.as_bytes(), id.as_bytes()]))
-            .unwrap_or("node-1")
-    }
+/// The node of a single-copy content: the highest rendezvous score of (node, id).
+pub fn node_for(topology: &Topology, id: &str) -> String {
+    topology
+        .nodes()
+        .max_by_key(|n| fnv1a(&[n.as_bytes(), id.as_bytes()]))
+        .unwrap_or("node-1")
+        .to_string()
 }
 
 /// Content ids become folder names and URL path segments: keep them plain.
@@ -175,26 +144,10 @@ impl Store {
             }
             Err(e) => return Err(InstallError::io(&file, e)),
         };
-        let topology: Topology =
-            serde_json::from_slice(&bytes).map_err(|e| InstallError::Store {
-                path: file.clone(),
-                reason: format!("unreadable topology: {e}"),
-            })?;
-        if topology.format != STORE_FORMAT || topology.version != STORE_VERSION {
-            return Err(InstallError::Store {
-                path: file,
-                reason: format!(
-                    "store format {} version {} is not supported (this build reads {STORE_FORMAT} {STORE_VERSION})",
-                    topology.format, topology.version
-                ),
-            });
-        }
-        if topology.nodes().next().is_none() {
-            return Err(InstallError::Store {
-                path: file,
-                reason: "topology has no nodes".into(),
-            });
-        }
+        let topology = Topology::from_json(&bytes).map_err(|e| InstallError::Store {
+            path: file.clone(),
+            reason: e.to_string(),
+        })?;
         Ok(Store {
             root: root.into(),
             topology,
@@ -235,8 +188,7 @@ impl Store {
         }
         let topology = Topology::default_single_host();
         let tmp = root.join(format!(".store.json.tmp-{}", std::process::id()));
-        let mut body = serde_json::to_vec_pretty(&topology).unwrap_or_default();
-        body.push(b'\n');
+        let body = topology.to_json();
         let written = fs::write(&tmp, &body)
             .and_then(|()| fs::File::open(&tmp).and_then(|f| f.sync_all()))
             .and_then(|()| fs::rename(&tmp, &file));
@@ -259,8 +211,8 @@ impl Store {
     }
 
     /// The node a content goes to (see [`Topology::node_for`]).
-    pub fn node_for(&self, id: &str) -> &str {
-        self.topology.node_for(id)
+    pub fn node_for(&self, id: &str) -> String {
+        node_for(&self.topology, id)
     }
 
     /// Where every installed copy of `id` is.
@@ -405,7 +357,7 @@ mod tests {
         assert_eq!(again.topology, s.topology);
         let n1 = s.node_for("a");
         assert_eq!(n1, again.node_for("a"));
-        let spread: std::collections::HashSet<&str> =
+        let spread: std::collections::HashSet<String> =
             (0..50).map(|i| s.node_for(&format!("id{i}"))).collect();
         assert_eq!(spread.len(), 2);
     }

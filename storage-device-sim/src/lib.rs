@@ -1,0 +1,13 @@
+//! Simulated storage devices for Sluice.
+//!
+//! Sluice streams from network storage devices dedicated to streaming. This crate simulates
+//! them in software, on real files and real io_uring, so the streaming path, failover and load
+//! can be built and tested on one machine and later spread across many (DESIGN.md §5).
+//!
+//! - [`topology`]: physical hosts, each with virtual nodes (the store's `store.json`, or a TOML
+//!   file for `storage-node`).
+
+pub mod error;
+pub mod topology;
+
+pub use error::{Result, StorageError};
