@@ -67,8 +67,17 @@ pub struct Manifest {
     pub keyframes: u64,
     pub tracks: Vec<ManifestTrack>,
     pub files: BTreeMap<String, FileInfo>,
+    /// Where the copies live, in order: main, sub, backups (every copy holds the same manifest).
+    #[serde(default)]
+    pub replicas: Vec<ReplicaInfo>,
     pub warnings: Vec<String>,
     pub checksum: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReplicaInfo {
+    pub host: String,
+    pub node: String,
 }
 
 pub fn crc_hex(data: &[u8]) -> String {

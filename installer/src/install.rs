@@ -6,7 +6,7 @@
 //! folder or topology file this install created, are removed: the store is as it was.
 
 use crate::analyse::{self, Analysis};
-use crate::info::{self, CONTENT_TS, FileInfo, INDEX_FILE, MANIFEST_FILE, Manifest};
+use crate::info::{self, CONTENT_TS, FileInfo, INDEX_FILE, MANIFEST_FILE, Manifest, ReplicaInfo};
 use crate::progress::Progress;
 use crate::remux::{self, RemuxStats};
 use crate::store::{self, Created, Store};
@@ -36,6 +36,8 @@ pub fn check_interrupted() -> Result<()> {
 
 pub struct Options {
     pub id: Option<String>,
+    /// Copies on distinct physical hosts (main, sub, backups).
+    pub replicas: usize,
     pub store: PathBuf,
     pub dry_run: bool,
 }
@@ -43,7 +45,10 @@ pub struct Options {
 #[derive(Debug, serde::Serialize)]
 pub struct Outcome {
     pub id: String,
+    /// The main replica's node.
     pub node: String,
+    /// Every copy, in order (main, sub, backups).
+    pub replicas: Vec<ReplicaInfo>,
     /// Where it was (or, with --dry-run, would be) installed.
     pub path: PathBuf,
     pub dry_run: bool,
@@ -83,15 +88,17 @@ pub fn add(file: &Path, opts: &Options, progress: &mut Progress) -> Result<Outco
         });
     }
     if opts.dry_run {
-        let node = match Store::open(&opts.store) {
-            Ok(s) => s.node_for(&id),
-            Err(_) => store::node_for(&store::Topology::default_single_host(), &id),
+        let topology = match Store::open(&opts.store) {
+            Ok(s) => s.topology,
+            Err(_) => store::Topology::default_single_host(),
         };
+        let replicas = store::placement(&topology, &id, opts.replicas)?;
         progress.finish();
         return Ok(Outcome {
-            path: opts.store.join(&node).join(&id),
+            path: opts.store.join(&replicas[0].node).join(&id),
+            node: replicas[0].node.clone(),
+            replicas,
             id,
-            node,
             dry_run: true,
             analysis,
             manifest: None,
@@ -103,9 +110,10 @@ pub fn add(file: &Path, opts: &Options, progress: &mut Progress) -> Result<Outco
         if !store.locate(&id).is_empty() {
             return Err(InstallError::Exists(id.clone()));
         }
+        let replicas = store.placement(&id, opts.replicas)?;
         let staging = store.staging(&id)?;
         store.unlock();
-        let r = stage_and_commit(&store, &src, &analysis, &id, &staging, progress);
+        let r = stage_and_commit(&store, &src, &analysis, &id, &staging, &replicas, progress);
         if r.is_err() {
             let _ = fs::remove_dir_all(&staging);
         }
@@ -113,9 +121,10 @@ pub fn add(file: &Path, opts: &Options, progress: &mut Progress) -> Result<Outco
     })();
     progress.finish();
     match result {
-        Ok((node, path, manifest)) => Ok(Outcome {
+        Ok((replicas, path, manifest)) => Ok(Outcome {
             id,
-            node,
+            node: replicas[0].node.clone(),
+            replicas,
             path,
             dry_run: false,
             analysis,
@@ -134,8 +143,9 @@ fn stage_and_commit(
     analysis: &Analysis,
     id: &str,
     staging: &Path,
+    replicas: &[ReplicaInfo],
     progress: &mut Progress,
-) -> Result<(String, PathBuf, Manifest)> {
+) -> Result<(Vec<ReplicaInfo>, PathBuf, Manifest)> {
     // 1. ffmpeg first when the plan needs it; its TS output is then our source.
     let transcoded;
     let (bytes, path, plan): (&[u8], &Path, Analysis) = if analysis.needs_ffmpeg {
@@ -224,6 +234,7 @@ fn stage_and_commit(
         keyframes: index.entries.len() as u64,
         tracks: info::manifest_tracks(analysis, &pids),
         files,
+        replicas: replicas.to_vec(),
         warnings,
         checksum: String::new(),
     };
@@ -238,8 +249,29 @@ fn stage_and_commit(
         node: "staging".into(),
         reason,
     })?;
-    let node = store.node_for(id);
-    check_interrupted()?;
-    let path = store.commit(staging, &node, id)?;
-    Ok((node, path, manifest))
+    // 5. One verified copy per further replica, then all renamed into place together.
+    let mut staged = vec![(staging.to_path_buf(), replicas[0].node.clone())];
+    let result = (|| {
+        for (k, r) in replicas.iter().enumerate().skip(1) {
+            progress.stage("replicate");
+            let copy = store.stage_copy(staging, id, &format!("r{k}"))?;
+            staged.push((copy.clone(), r.node.clone()));
+            verify::verify_dir(&copy, id).map_err(|reason| InstallError::Verify {
+                id: id.into(),
+                node: r.node.clone(),
+                reason,
+            })?;
+            check_interrupted()?;
+        }
+        store.commit_all(&staged, id)
+    })();
+    match result {
+        Ok(paths) => Ok((replicas.to_vec(), paths[0].clone(), manifest)),
+        Err(e) => {
+            for (dir, _) in staged.iter().skip(1) {
+                let _ = fs::remove_dir_all(dir);
+            }
+            Err(e)
+        }
+    }
 }

@@ -37,6 +37,9 @@ enum Cmd {
         /// Content id (default: the file name without extension).
         #[arg(long)]
         id: Option<String>,
+        /// Copies on distinct physical hosts (main, sub, backups).
+        #[arg(long, default_value_t = 1)]
+        replicas: usize,
         /// Analyse and plan only; write nothing.
         #[arg(long)]
         dry_run: bool,
@@ -54,6 +57,8 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Restore missing or damaged replicas of a content from a good copy.
+    Repair { id: String },
     /// Remove an installed content.
     Remove { id: String },
 }
@@ -61,6 +66,15 @@ enum Cmd {
 fn opt<T: std::fmt::Display>(v: &Option<T>, suffix: &str) -> String {
     v.as_ref()
         .map_or(String::new(), |x| format!(" {x}{suffix}"))
+}
+
+/// "node-1 (host-a), node-4 (host-b)": where the copies are, main first.
+fn nodes(replicas: &[installer::info::ReplicaInfo]) -> String {
+    let v: Vec<String> = replicas
+        .iter()
+        .map(|r| format!("{} ({})", r.node, r.host))
+        .collect();
+    v.join(", ")
 }
 
 fn print_analysis(a: &Analysis) {
@@ -127,6 +141,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Add {
             file,
             id,
+            replicas,
             dry_run,
             json,
         } => {
@@ -134,6 +149,7 @@ fn run(cli: Cli) -> Result<()> {
             let mut progress = Progress::new(json);
             let opts = Options {
                 id,
+                replicas,
                 store: cli.store,
                 dry_run,
             };
@@ -149,7 +165,7 @@ fn run(cli: Cli) -> Result<()> {
                     println!(
                         "dry run: would install {} on {} at {}",
                         out.id,
-                        out.node,
+                        nodes(&out.replicas),
                         out.path.display()
                     );
                 } else {
@@ -157,7 +173,7 @@ fn run(cli: Cli) -> Result<()> {
                     println!(
                         "installed {} on {} at {} ({} keyframes, {:.3} s)",
                         out.id,
-                        out.node,
+                        nodes(&out.replicas),
                         out.path.display(),
                         m.map_or(0, |m| m.keyframes),
                         m.map_or(0.0, |m| m.duration_seconds)
@@ -218,6 +234,15 @@ fn run(cli: Cli) -> Result<()> {
                         println!("  {c}");
                     }
                 }
+            }
+        }
+        Cmd::Repair { id } => {
+            let store = Store::open(&cli.store)?;
+            let nodes = installer::verify::repair(&store, &id)?;
+            if nodes.is_empty() {
+                println!("{id}: every replica is good, nothing to repair");
+            } else {
+                println!("{id}: repaired on {}", nodes.join(", "));
             }
         }
         Cmd::Remove { id } => {

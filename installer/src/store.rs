@@ -11,7 +11,7 @@
 //! two virtual nodes). A content goes to the node that wins rendezvous hashing over the nodes;
 //! replication over hosts comes with the storage-node work.
 
-use crate::info::{MANIFEST_FILE, Manifest};
+use crate::info::{MANIFEST_FILE, Manifest, ReplicaInfo};
 use crate::{InstallError, Result};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -21,13 +21,18 @@ const STAGING_PREFIX: &str = ".staging-";
 
 pub use storage_device_sim::topology::Topology;
 
-/// The node of a single-copy content: the highest rendezvous score of (node, id).
-pub fn node_for(topology: &Topology, id: &str) -> String {
-    topology
-        .nodes()
-        .max_by_key(|n| fnv1a(&[n.as_bytes(), id.as_bytes()]))
-        .unwrap_or("node-1")
-        .to_string()
+/// The replicas of a content, in order (main, sub, backups): weighted rendezvous hashing over
+/// physical hosts, so two copies never share a host (see `storage_device_sim::placement`).
+pub fn placement(topology: &Topology, id: &str, replicas: usize) -> Result<Vec<ReplicaInfo>> {
+    let placed = storage_device_sim::placement::place(topology, id, replicas)
+        .map_err(|e| InstallError::Unsupported(format!("placement of {id}: {e}")))?;
+    Ok(placed
+        .into_iter()
+        .map(|r| ReplicaInfo {
+            host: r.host,
+            node: r.node,
+        })
+        .collect())
 }
 
 /// Content ids become folder names and URL path segments: keep them plain.
@@ -66,21 +71,6 @@ pub fn id_from_path(path: &Path) -> String {
         id.remove(0);
     }
     if id.is_empty() { "content".into() } else { id }
-}
-
-/// FNV-1a 64: small, stable across builds and platforms (placement must not change when the
-/// standard library's hasher does).
-fn fnv1a(parts: &[&[u8]]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for p in parts {
-        for &b in *p {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        h ^= 0xFF;
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
 }
 
 pub struct Store {
@@ -210,9 +200,8 @@ impl Store {
         self.lock = None;
     }
 
-    /// The node a content goes to (see [`Topology::node_for`]).
-    pub fn node_for(&self, id: &str) -> String {
-        node_for(&self.topology, id)
+    pub fn placement(&self, id: &str, replicas: usize) -> Result<Vec<ReplicaInfo>> {
+        placement(&self.topology, id, replicas)
     }
 
     /// Where every installed copy of `id` is.
@@ -280,6 +269,71 @@ impl Store {
         Ok(target)
     }
 
+    /// Commit one verified staging folder per replica (same order), all or none: if one rename
+    /// fails, the copies already in place are taken back out and removed.
+    pub fn commit_all(&self, staged: &[(PathBuf, String)], id: &str) -> Result<Vec<PathBuf>> {
+        let mut done: Vec<PathBuf> = Vec::new();
+        for (dir, node) in staged {
+            match self.commit(dir, node, id) {
+                Ok(p) => done.push(p),
+                Err(e) => {
+                    for p in &done {
+                        let _ = self.discard(p, id);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(done)
+    }
+
+    /// Take a content folder out of the tree atomically (rename into a staging name), then
+    /// delete it.
+    pub fn discard(&self, path: &Path, id: &str) -> Result<()> {
+        // The pid comes last so a sweep after a crash recognises it (see `sweep_stale_staging`).
+        let node = path
+            .parent()
+            .and_then(|p| p.file_name())
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        let trash = self.root.join(format!(
+            "{STAGING_PREFIX}{id}-removed-{node}-{}",
+            std::process::id()
+        ));
+        io(path, fs::rename(path, &trash))?;
+        if let Some(parent) = path.parent() {
+            fsync_dir(parent)?;
+        }
+        io(&trash, fs::remove_dir_all(&trash))
+    }
+
+    /// A copy of a content folder as a new staging folder (files copied and fsynced).
+    pub fn stage_copy(&self, from: &Path, id: &str, tag: &str) -> Result<PathBuf> {
+        let dir = self
+            .root
+            .join(format!("{STAGING_PREFIX}{id}-{tag}-{}", std::process::id()));
+        if dir.exists() {
+            io(&dir, fs::remove_dir_all(&dir))?;
+        }
+        io(&dir, fs::create_dir(&dir))?;
+        let copy = || -> std::io::Result<()> {
+            for e in fs::read_dir(from)? {
+                let e = e?;
+                if e.file_type()?.is_file() {
+                    let to = dir.join(e.file_name());
+                    fs::copy(e.path(), &to)?;
+                    fs::File::open(&to)?.sync_all()?;
+                }
+            }
+            Ok(())
+        };
+        if let Err(e) = copy() {
+            let _ = fs::remove_dir_all(&dir);
+            return Err(InstallError::io(from, e));
+        }
+        fsync_dir(&dir)?;
+        Ok(dir)
+    }
+
     /// Every installed content with its manifest (or the error reading it).
     pub fn list(&self) -> Vec<(String, String, Result<Manifest>)> {
         let mut out = Vec::new();
@@ -313,13 +367,7 @@ impl Store {
         }
         let mut nodes = Vec::new();
         for (node, path) in found {
-            let trash = self.root.join(format!(
-                "{STAGING_PREFIX}{id}-removed-{}",
-                std::process::id()
-            ));
-            io(&path, fs::rename(&path, &trash))?;
-            fsync_dir(&self.root.join(&node))?;
-            io(&trash, fs::remove_dir_all(&trash))?;
+            self.discard(&path, id)?;
             nodes.push(node);
         }
         Ok(nodes)
@@ -355,10 +403,13 @@ mod tests {
         assert!(c.root);
         let again = Store::open(&root).unwrap();
         assert_eq!(again.topology, s.topology);
-        let n1 = s.node_for("a");
-        assert_eq!(n1, again.node_for("a"));
-        let spread: std::collections::HashSet<String> =
-            (0..50).map(|i| s.node_for(&format!("id{i}"))).collect();
+        let n1 = s.placement("a", 1).unwrap();
+        assert_eq!(n1, again.placement("a", 1).unwrap());
+        // One host: both its nodes are used, and two copies cannot be placed.
+        let spread: std::collections::HashSet<String> = (0..50)
+            .map(|i| s.placement(&format!("id{i}"), 1).unwrap()[0].node.clone())
+            .collect();
         assert_eq!(spread.len(), 2);
+        assert!(s.placement("a", 2).is_err());
     }
 }

@@ -123,7 +123,8 @@ pub fn verify_dir(dir: &Path, id: &str) -> std::result::Result<Vec<String>, Stri
     Ok(ok)
 }
 
-/// Verify every copy of `id` in the store. Errors on the first bad copy.
+/// Verify every copy of `id` in the store, and that every replica its manifest names exists.
+/// Errors on the first bad or missing copy.
 pub fn verify(store: &Store, id: &str) -> Result<Vec<(String, Vec<String>)>> {
     crate::store::check_id(id)?;
     let copies = store.locate(id);
@@ -131,17 +132,97 @@ pub fn verify(store: &Store, id: &str) -> Result<Vec<(String, Vec<String>)>> {
         return Err(InstallError::NotFound(id.into()));
     }
     let mut out = Vec::new();
-    for (node, path) in copies {
-        match verify_dir(&path, id) {
-            Ok(checks) => out.push((node, checks)),
+    let mut expected = Vec::new();
+    for (node, path) in &copies {
+        match verify_dir(path, id) {
+            Ok(checks) => out.push((node.clone(), checks)),
             Err(reason) => {
                 return Err(InstallError::Verify {
                     id: id.into(),
-                    node,
-                    reason,
+                    node: node.clone(),
+                    reason: format!(
+                        "{reason} (install-content repair {id} restores it from a good copy)"
+                    ),
                 });
             }
         }
+        if expected.is_empty()
+            && let Ok(m) = fs::read(path.join(MANIFEST_FILE))
+                .map_err(|e| e.to_string())
+                .and_then(|b| Manifest::parse(&b, path).map_err(|e| e.to_string()))
+        {
+            expected = m.replicas;
+        }
+    }
+    for r in &expected {
+        if !copies.iter().any(|(node, _)| *node == r.node) {
+            return Err(InstallError::Verify {
+                id: id.into(),
+                node: r.node.clone(),
+                reason: format!(
+                    "replica on {} ({}) is missing (install-content repair {id} restores it)",
+                    r.node, r.host
+                ),
+            });
+        }
     }
     Ok(out)
+}
+
+/// Restore every missing or damaged replica of `id` from a good copy. Returns the nodes repaired.
+pub fn repair(store: &Store, id: &str) -> Result<Vec<String>> {
+    crate::store::check_id(id)?;
+    let copies = store.locate(id);
+    if copies.is_empty() {
+        return Err(InstallError::NotFound(id.into()));
+    }
+    let Some((good_node, good)) = copies.iter().find(|(_, p)| verify_dir(p, id).is_ok()) else {
+        return Err(InstallError::Verify {
+            id: id.into(),
+            node: copies
+                .iter()
+                .map(|(n, _)| n.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+            reason: "no good copy left to repair from: install the content again".into(),
+        });
+    };
+    let mpath = good.join(MANIFEST_FILE);
+    let bytes = fs::read(&mpath).map_err(|e| InstallError::io(&mpath, e))?;
+    let manifest = Manifest::parse(&bytes, &mpath)?;
+    let mut expected: Vec<String> = manifest.replicas.iter().map(|r| r.node.clone()).collect();
+    if expected.is_empty() {
+        expected.push(good_node.clone());
+    }
+    // Damaged copies anywhere are replaced too.
+    for (node, _) in &copies {
+        if !expected.contains(node) {
+            expected.push(node.clone());
+        }
+    }
+    let mut repaired = Vec::new();
+    for node in expected {
+        let path = store.root.join(&node).join(id);
+        if path.join(MANIFEST_FILE).is_file() && verify_dir(&path, id).is_ok() {
+            continue;
+        }
+        let staged = store.stage_copy(good, id, "repair")?;
+        let checked = verify_dir(&staged, id).map_err(|reason| InstallError::Verify {
+            id: id.into(),
+            node: node.clone(),
+            reason,
+        });
+        let placed = checked.and_then(|_| {
+            if path.exists() {
+                store.discard(&path, id)?;
+            }
+            store.commit(&staged, &node, id)
+        });
+        if let Err(e) = placed {
+            let _ = fs::remove_dir_all(&staged);
+            return Err(e);
+        }
+        repaired.push(node);
+    }
+    Ok(repaired)
 }

@@ -16,4 +16,10 @@ pub enum StorageError {
     },
     #[error("topology: {0}")]
     Topology(String),
+    /// `place` was asked for 0 replicas, or for more than there are physical hosts (two
+    /// replicas never share a host).
+    #[error(
+        "placement: cannot place {replicas} replica(s) on a topology of {hosts} hosts (need 1 to {hosts}; two replicas never share a host)"
+    )]
+    Placement { replicas: usize, hosts: usize },
 }

@@ -6,8 +6,14 @@
 //!
 //! - [`topology`]: physical hosts, each with virtual nodes (the store's `store.json`, or a TOML
 //!   file for `storage-node`).
+//! - [`placement`]: weighted rendezvous hashing over physical hosts picks a content's replicas.
+//! - [`membership`] and [`heartbeat`]: host agents send heartbeats for their virtual nodes; a
+//!   failure detector marks nodes and hosts down and up and tells subscribers.
 
 pub mod error;
+pub mod heartbeat;
+pub mod membership;
+pub mod placement;
 pub mod topology;
 
 pub use error::{Result, StorageError};

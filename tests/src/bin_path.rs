@@ -59,7 +59,7 @@ fn newest_mtime(dir: &Path, newest: &mut SystemTime) {
 /// The newest modification time among the sources the binary is built from.
 fn sources_mtime(root: &Path) -> SystemTime {
     let mut newest = SystemTime::UNIX_EPOCH;
-    for krate in ["installer", "media"] {
+    for krate in ["installer", "media", "storage-device-sim"] {
         newest_mtime(&root.join(krate).join("src"), &mut newest);
         if let Ok(m) = root
             .join(krate)
