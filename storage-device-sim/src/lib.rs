@@ -9,11 +9,25 @@
 //! - [`placement`]: weighted rendezvous hashing over physical hosts picks a content's replicas.
 //! - [`membership`] and [`heartbeat`]: host agents send heartbeats for their virtual nodes; a
 //!   failure detector marks nodes and hosts down and up and tells subscribers.
+//! - [`device`]: the simulated device of one node: an io_uring ring on its own thread
+//!   ([`ring`]), registered buffers handed out as `Bytes` ([`pool`]), run-time fault and speed
+//!   [`knobs`], and [`stats`].
 
+pub mod device;
 pub mod error;
 pub mod heartbeat;
+pub mod http_range;
+pub mod knobs;
 pub mod membership;
+pub mod node_server;
 pub mod placement;
+pub mod replica;
+pub mod pool;
+pub mod ring;
+pub mod stats;
 pub mod topology;
 
+pub use device::{Device, DeviceConfig};
 pub use error::{Result, StorageError};
+pub use knobs::{Knobs, KnobsState};
+pub use stats::StatsSnapshot;

@@ -1,0 +1,410 @@
+//! Storage device reads through io_uring (`storage_device_sim::Device`) against `pread`, in the
+//! same run, on one ~1 GiB file under `target/bench-media/`: 4 KiB and 1 MiB reads at random
+//! aligned offsets, from the page cache and with `O_DIRECT`, at queue depths 1 and 32.
+//!
+//! What "depth N" means for each side (the honest way each is used):
+//! - **ring**: one caller thread (a current-thread tokio runtime, like a streaming event loop)
+//!   running N tasks, each awaiting `Device::read` in a loop, so N reads are in the device at
+//!   once; the device has `queue_depth` N and its own ring thread.
+//! - **pread**: N threads, each calling `pread` (`FileExt::read_at`) in a loop into its own
+//!   buffer (4096-aligned), since a blocking call keeps one read in flight per thread.
+//! - **raw** (for reference, not a goal): a bare io_uring loop on one thread, N `READ_FIXED`
+//!   in flight, no device around it: what io_uring itself does on this machine, so the cost of
+//!   the device (its thread hand-offs, knobs, pool) is the gap between `raw` and `ring`.
+//!
+//! Both sides drop the data unread (the ring's `Bytes` is dropped, returning its buffer). Each
+//! case runs for a fixed time, three times, alternating pread and ring; the best run of each
+//! counts. The machine's load average is printed before and after: other processes on the 2
+//! cores hurt the ring (two threads per read path) more than one pread thread.
+//! CPU is the process's user+system time (`getrusage`), which includes the ring thread and the
+//! kernel's io-wq worker threads (they belong to the process). Page-cache runs come first,
+//! after one sequential pass that loads the whole file into the cache; `O_DIRECT` runs bypass
+//! the cache, so it need not be dropped (we try `drop_caches` anyway, for the record).
+//!
+//! Run: `cargo run --release -j2 -p sluice-benches --bin ring` (`RING_BENCH_ONLY="1M pagecache"`
+//! runs only the cases whose "SIZE SOURCE DEPTH" label contains that text).
+
+use anyhow::{Context, Result, bail};
+use sluice_benches::{bench_dir, cpu_time};
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use storage_device_sim::{Device, DeviceConfig};
+
+const FILE: &str = "ring-1g.bin";
+const FILE_LEN: u64 = 1 << 30;
+const RUN: Duration = Duration::from_millis(1000);
+const ROUNDS: usize = 3;
+const GIB: f64 = (1u64 << 30) as f64;
+const MIB: f64 = (1u64 << 20) as f64;
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+/// The test file, made once (pseudo-random bytes, so nothing compresses or dedups).
+fn test_file() -> Result<std::path::PathBuf> {
+    let path = bench_dir().join(FILE);
+    if std::fs::metadata(&path).is_ok_and(|m| m.len() == FILE_LEN) {
+        return Ok(path);
+    }
+    let tmp = bench_dir().join(format!(".{FILE}.tmp.{}", std::process::id()));
+    let mut f = File::create(&tmp)?;
+    let mut rng = Rng(0x5EED);
+    let mut chunk = vec![0u8; 8 << 20];
+    for _ in 0..FILE_LEN / chunk.len() as u64 {
+        for w in chunk.chunks_exact_mut(8) {
+            w.copy_from_slice(&rng.next().to_le_bytes());
+        }
+        f.write_all(&chunk)?;
+    }
+    f.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(path)
+}
+
+/// A 4096-aligned heap buffer (what O_DIRECT pread needs).
+struct Aligned {
+    ptr: *mut u8,
+    layout: std::alloc::Layout,
+}
+impl Aligned {
+    fn new(len: usize) -> Aligned {
+        let layout = std::alloc::Layout::from_size_align(len, 4096).expect("layout");
+        // SAFETY: non-zero size.
+        let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
+        assert!(!ptr.is_null());
+        Aligned { ptr, layout }
+    }
+    fn as_mut(&mut self) -> &mut [u8] {
+        // SAFETY: allocated with this length, owned exclusively.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.layout.size()) }
+    }
+}
+impl Drop for Aligned {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout.
+        unsafe { std::alloc::dealloc(self.ptr, self.layout) }
+    }
+}
+
+#[derive(Clone, Copy, Default)]
+struct Run {
+    ops: u64,
+    wall: Duration,
+    cpu: Duration,
+}
+
+impl Run {
+    fn iops(&self) -> f64 {
+        self.ops as f64 / self.wall.as_secs_f64()
+    }
+    fn mib_s(&self, size: usize) -> f64 {
+        self.iops() * size as f64 / MIB
+    }
+    /// CPU seconds per GiB read.
+    fn cpu_per_gib(&self, size: usize) -> f64 {
+        self.cpu.as_secs_f64() / (self.ops as f64 * size as f64 / GIB)
+    }
+}
+
+fn measure(f: impl FnOnce() -> Result<u64>) -> Result<Run> {
+    let c0 = cpu_time().0;
+    let t0 = Instant::now();
+    let ops = f()?;
+    Ok(Run {
+        ops,
+        wall: t0.elapsed(),
+        cpu: cpu_time().0 - c0,
+    })
+}
+
+fn run_pread(path: &Path, size: usize, depth: usize, direct: bool) -> Result<Run> {
+    let mut oo = std::fs::OpenOptions::new();
+    oo.read(true);
+    if direct {
+        oo.custom_flags(libc::O_DIRECT);
+    }
+    let file = oo.open(path).context("open for pread")?;
+    let blocks = FILE_LEN / size as u64;
+    let total = AtomicU64::new(0);
+    measure(|| {
+        let stop = Instant::now() + RUN;
+        std::thread::scope(|s| -> Result<()> {
+            let hs: Vec<_> = (0..depth)
+                .map(|t| {
+                    let (file, total) = (&file, &total);
+                    std::thread::Builder::new()
+                        .name("pread".into())
+                        .spawn_scoped(s, move || -> Result<()> {
+                            let mut buf = Aligned::new(size);
+                            let mut rng = Rng(0x1234_5678 + t as u64);
+                            let mut n = 0;
+                            while Instant::now() < stop {
+                                let off = rng.next() % blocks * size as u64;
+                                let got = file.read_at(buf.as_mut(), off)?;
+                                if got != size {
+                                    bail!("pread short: {got}");
+                                }
+                                n += 1;
+                            }
+                            total.fetch_add(n, Ordering::Relaxed);
+                            Ok(())
+                        })
+                })
+                .collect::<std::io::Result<Vec<_>>>()?;
+            for h in hs {
+                h.join().expect("pread thread")?;
+            }
+            Ok(())
+        })?;
+        Ok(total.load(Ordering::Relaxed))
+    })
+}
+
+fn run_raw(path: &Path, size: usize, depth: usize, direct: bool) -> Result<Run> {
+    use io_uring::{IoUring, opcode, types};
+    use std::os::fd::AsRawFd;
+    let mut oo = std::fs::OpenOptions::new();
+    oo.read(true);
+    if direct {
+        oo.custom_flags(libc::O_DIRECT);
+    }
+    let file = oo.open(path).context("open for raw io_uring")?;
+    let mut ring: IoUring = IoUring::new((depth as u32).next_power_of_two())?;
+    let mut bufs: Vec<Aligned> = (0..depth).map(|_| Aligned::new(size)).collect();
+    let iovecs: Vec<libc::iovec> = bufs
+        .iter_mut()
+        .map(|b| libc::iovec {
+            iov_base: b.as_mut().as_mut_ptr().cast(),
+            iov_len: size,
+        })
+        .collect();
+    // SAFETY: the buffers live until the end of this function, after the ring is drained.
+    unsafe { ring.submitter().register_buffers(&iovecs)? };
+    let fd = types::Fd(file.as_raw_fd());
+    let blocks = FILE_LEN / size as u64;
+    let mut rng = Rng(0x0BAD_CAFE);
+    let mut push = |ring: &mut IoUring, i: usize| -> Result<()> {
+        let off = rng.next() % blocks * size as u64;
+        let e = opcode::ReadFixed::new(fd, iovecs[i].iov_base.cast(), size as u32, i as u16)
+            .offset(off)
+            .build()
+            .user_data(i as u64);
+        // SAFETY: the buffer is registered and owned by slot i until its completion.
+        unsafe { ring.submission().push(&e) }.map_err(|_| anyhow::anyhow!("SQ full"))?;
+        Ok(())
+    };
+    measure(|| {
+        let stop = Instant::now() + RUN;
+        for i in 0..depth {
+            push(&mut ring, i)?;
+        }
+        let mut ops = 0u64;
+        let mut in_flight = depth;
+        let mut done = Vec::with_capacity(depth);
+        while in_flight > 0 {
+            ring.submit_and_wait(1)?;
+            done.clear();
+            done.extend(ring.completion().map(|c| (c.user_data(), c.result())));
+            for &(i, res) in &done {
+                if res as usize != size {
+                    bail!("raw read: {res}");
+                }
+                ops += 1;
+                if Instant::now() < stop {
+                    push(&mut ring, i as usize)?;
+                } else {
+                    in_flight -= 1;
+                }
+            }
+        }
+        Ok(ops)
+    })
+}
+
+fn run_ring(dev: &Device, size: usize, depth: usize) -> Result<Run> {
+    let rt = tokio::runtime::Builder::new_current_thread().build()?;
+    let blocks = FILE_LEN / size as u64;
+    measure(|| {
+        rt.block_on(async {
+            let stop = Instant::now() + RUN;
+            let hs: Vec<_> = (0..depth)
+                .map(|t| {
+                    let dev = dev.clone();
+                    tokio::spawn(async move {
+                        let mut rng = Rng(0x8765_4321 + t as u64);
+                        let mut n = 0u64;
+                        while Instant::now() < stop {
+                            let off = rng.next() % blocks * size as u64;
+                            let b = dev.read(FILE, off, size).await?;
+                            if b.len() != size {
+                                bail!("ring short: {}", b.len());
+                            }
+                            n += 1;
+                        }
+                        Ok(n)
+                    })
+                })
+                .collect();
+            let mut total = 0;
+            for h in hs {
+                total += h.await??;
+            }
+            Ok(total)
+        })
+    })
+}
+
+fn main() -> Result<()> {
+    let t_all = Instant::now();
+    let path = test_file()?;
+    // Load the whole file into the page cache for the page-cache runs.
+    {
+        let f = File::open(&path)?;
+        let mut buf = vec![0u8; 8 << 20];
+        let mut off = 0;
+        while off < FILE_LEN {
+            off += f.read_at(&mut buf, off)? as u64;
+        }
+    }
+    let load = || {
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    println!("load average before: {}", load());
+    println!(
+        "ring vs pread: {} MiB file {}, {:.1} s per run, best of {ROUNDS} (alternating), 2 cores",
+        FILE_LEN >> 20,
+        path.display(),
+        RUN.as_secs_f64()
+    );
+    println!(
+        "pread depth N = N threads each pread-ing; ring depth N = one thread with N async tasks on Device::read (queue_depth N)"
+    );
+    println!("best run shown; spread = how much slower the worst of the {ROUNDS} runs was");
+    println!();
+    println!(
+        "{:>6} {:>9} {:>5} {:>6} {:>9} {:>9} {:>8} {:>10} | {:>9} {:>9}",
+        "size",
+        "source",
+        "depth",
+        "engine",
+        "MiB/s",
+        "IOPS",
+        "spread",
+        "CPU s/GiB",
+        "thr ratio",
+        "CPU ratio"
+    );
+    let mut summary = Vec::new();
+    for direct in [false, true] {
+        if direct {
+            let dropped = std::fs::write("/proc/sys/vm/drop_caches", "1").is_ok();
+            println!(
+                "(drop_caches before O_DIRECT runs: {})",
+                if dropped { "done" } else { "not permitted" }
+            );
+        }
+        for size in [4096usize, 1 << 20] {
+            for depth in [1usize, 32] {
+                let src = if direct { "O_DIRECT" } else { "pagecache" };
+                let sz = if size == 4096 { "4K" } else { "1M" };
+                if let Ok(only) = std::env::var("RING_BENCH_ONLY")
+                    && !format!("{sz} {src} {depth}").contains(&only)
+                {
+                    continue;
+                }
+                let dev = Device::open(
+                    "bench",
+                    bench_dir(),
+                    DeviceConfig {
+                        queue_depth: depth as u32,
+                        buffer_size: size,
+                        buffer_count: (2 * depth).max(4),
+                        o_direct: direct,
+                    },
+                )?;
+                // Warm up the device (opens the file, faults in nothing else).
+                dev.read_blocking(FILE, 0, size)?;
+                let (mut best_p, mut best_r, mut best_x) =
+                    (Run::default(), Run::default(), Run::default());
+                let (mut worst_p, mut worst_r, mut worst_x) = (f64::MAX, f64::MAX, f64::MAX);
+                for _ in 0..ROUNDS {
+                    let p = run_pread(&path, size, depth, direct)?;
+                    let r = run_ring(&dev, size, depth)?;
+                    let x = run_raw(&path, size, depth, direct)?;
+                    for (run, best, worst) in [
+                        (p, &mut best_p, &mut worst_p),
+                        (r, &mut best_r, &mut worst_r),
+                        (x, &mut best_x, &mut worst_x),
+                    ] {
+                        if best.ops == 0 || run.iops() > best.iops() {
+                            *best = run;
+                        }
+                        *worst = worst.min(run.iops());
+                    }
+                }
+                let st = dev.stats();
+                if !st.fixed_buffers || st.errors != 0 || st.ring_sqes < st.reads {
+                    bail!("unexpected device stats: {st:?}");
+                }
+                let thr = best_r.iops() / best_p.iops();
+                let cpu = best_r.cpu_per_gib(size) / best_p.cpu_per_gib(size);
+                let raw = best_x.iops() / best_p.iops();
+                for (name, r, worst) in [
+                    ("pread", best_p, worst_p),
+                    ("ring", best_r, worst_r),
+                    ("raw", best_x, worst_x),
+                ] {
+                    print!(
+                        "{sz:>6} {src:>9} {depth:>5} {name:>6} {:>9.0} {:>9.0} {:>7.1}% {:>10.3}",
+                        r.mib_s(size),
+                        r.iops(),
+                        (1.0 - worst / r.iops()) * 100.0,
+                        r.cpu_per_gib(size)
+                    );
+                    if name == "pread" {
+                        println!(" |");
+                    } else {
+                        let t = r.iops() / best_p.iops();
+                        let c = r.cpu_per_gib(size) / best_p.cpu_per_gib(size);
+                        println!(" | {t:>8.2}× {c:>8.2}×");
+                    }
+                }
+                summary.push((sz, src, depth, thr, cpu, raw));
+            }
+        }
+    }
+    println!();
+    println!("goals (ring/pread):");
+    for &(sz, src, depth, thr, cpu, raw) in &summary {
+        if sz == "1M" && src == "pagecache" {
+            println!(
+                "  1 MiB page cache, depth {depth:>2}: throughput {thr:.3}× (goal ≥ 1: {}), CPU/GiB {cpu:.2}×; bare io_uring {raw:.3}×",
+                if thr >= 1.0 { "met" } else { "NOT met" }
+            );
+        }
+        if sz == "4K" && src == "O_DIRECT" && depth == 32 {
+            println!(
+                "  4 KiB O_DIRECT,   depth 32: IOPS {thr:.3}× (goal ≥ 1.3: {}), CPU/GiB {cpu:.2}× (goal < 1: {}); bare io_uring {raw:.3}×",
+                if thr >= 1.3 { "met" } else { "NOT met" },
+                if cpu < 1.0 { "met" } else { "NOT met" }
+            );
+        }
+    }
+    println!("load average after: {}", load());
+    println!("total bench time {:.0} s", t_all.elapsed().as_secs_f64());
+    Ok(())
+}

@@ -1,0 +1,351 @@
+//! The read path the streamer uses: a content read by offset from the first healthy replica.
+//!
+//! Replicas are ordered (main, sub, backups). A read goes to the current replica; on an error,
+//! on a stall longer than the deadline, or when membership says the node went down (even while
+//! a read is in flight), the same offset is read from the next replica, and the reader stays
+//! there. Every read is a fresh positional read, so what the caller gets is byte-exact whatever
+//! fails in between: no partial buffer from a failed node is ever returned.
+
+use crate::membership::{Health, Membership};
+use crate::{Result, StorageError};
+use bytes::Bytes;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Something a content can be read from by offset: a local io_uring device, or a remote
+/// `storage-node` over HTTP.
+pub trait ReadAt: Send + Sync + 'static {
+    fn read_at<'a>(
+        &'a self,
+        rel: &'a str,
+        offset: u64,
+        len: usize,
+    ) -> Pin<Box<dyn Future<Output = Result<Bytes>> + Send + 'a>>;
+    fn size(&self, rel: &str) -> Result<u64>;
+}
+
+impl ReadAt for crate::device::Device {
+    fn read_at<'a>(
+        &'a self,
+        rel: &'a str,
+        offset: u64,
+        len: usize,
+    ) -> Pin<Box<dyn Future<Output = Result<Bytes>> + Send + 'a>> {
+        Box::pin(self.read(rel, offset, len))
+    }
+
+    fn size(&self, rel: &str) -> Result<u64> {
+        self.file_size(rel)
+    }
+}
+
+/// One replica: the node's name and how to read from it.
+#[derive(Clone)]
+pub struct ReplicaSource {
+    pub node: String,
+    pub source: Arc<dyn ReadAt>,
+}
+
+/// Reads one content file across its replicas.
+pub struct ReplicaReader {
+    rel: String,
+    replicas: Vec<ReplicaSource>,
+    membership: Option<Arc<dyn Membership>>,
+    deadline: Duration,
+    current: usize,
+    failovers: u64,
+}
+
+impl ReplicaReader {
+    /// `rel` is the file's path inside each node (`ID/content.ts`); `deadline` bounds one read
+    /// (a stall beyond it fails over).
+    pub fn new(
+        rel: impl Into<String>,
+        replicas: Vec<ReplicaSource>,
+        membership: Option<Arc<dyn Membership>>,
+        deadline: Duration,
+    ) -> ReplicaReader {
+        ReplicaReader {
+            rel: rel.into(),
+            replicas,
+            membership,
+            deadline,
+            current: 0,
+            failovers: 0,
+        }
+    }
+
+    /// The node reads currently go to.
+    pub fn current_node(&self) -> Option<&str> {
+        self.replicas.get(self.current).map(|r| r.node.as_str())
+    }
+
+    /// How many times this reader moved to another replica.
+    pub fn failovers(&self) -> u64 {
+        self.failovers
+    }
+
+    fn is_down(&self, node: &str) -> bool {
+        self.membership
+            .as_ref()
+            .is_some_and(|m| m.health(node) == Health::Down)
+    }
+
+    /// Size of the file, from the first replica that answers.
+    pub fn size(&mut self) -> Result<u64> {
+        let mut last = None;
+        for k in 0..self.replicas.len() {
+            let i = (self.current + k) % self.replicas.len();
+            let r = &self.replicas[i];
+            if self.is_down(&r.node) {
+                continue;
+            }
+            match r.source.size(&self.rel) {
+                Ok(s) => return Ok(s),
+                Err(e) => last = Some(e.to_string()),
+            }
+        }
+        Err(StorageError::NoReplica {
+            path: self.rel.clone(),
+            last: last.unwrap_or_else(|| "every replica is down".into()),
+        })
+    }
+
+    /// Read up to `len` bytes at `offset` (fewer only at the end of the file).
+    pub async fn read_at(&mut self, offset: u64, len: usize) -> Result<Bytes> {
+        let n = self.replicas.len();
+        let mut last: Option<String> = None;
+        for _ in 0..n {
+            let r = self.replicas[self.current].clone();
+            if !self.is_down(&r.node) {
+                match self.try_read(&r, offset, len).await {
+                    Ok(b) => return Ok(b),
+                    Err(e) => last = Some(format!("{}: {e}", r.node)),
+                }
+            } else {
+                last = Some(format!("{}: down", r.node));
+            }
+            self.current = (self.current + 1) % n;
+            self.failovers += 1;
+        }
+        Err(StorageError::NoReplica {
+            path: self.rel.clone(),
+            last: last.unwrap_or_else(|| "no replicas".into()),
+        })
+    }
+
+    /// One attempt on one replica: the read, bounded by the deadline, abandoned as soon as
+    /// membership reports the node down.
+    async fn try_read(&self, r: &ReplicaSource, offset: u64, len: usize) -> Result<Bytes> {
+        let read = tokio::time::timeout(self.deadline, r.source.read_at(&self.rel, offset, len));
+        let Some(m) = &self.membership else {
+            return read.await.unwrap_or(Err(StorageError::Deadline {
+                node: r.node.clone(),
+                after_ms: self.deadline.as_millis() as u64,
+            }));
+        };
+        let mut changes = m.subscribe();
+        let node = r.node.clone();
+        let down = async move {
+            loop {
+                match changes.recv().await {
+                    Ok(c) if c.node == node && c.health == Health::Down => return,
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                        std::future::pending::<()>().await
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            res = read => res.unwrap_or(Err(StorageError::Deadline {
+                node: r.node.clone(),
+                after_ms: self.deadline.as_millis() as u64,
+            })),
+            () = down => Err(StorageError::NodeDown { node: r.node.clone() }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::{Device, DeviceConfig};
+    use crate::heartbeat::HostAgent;
+    use crate::membership::{DetectorConfig, InProcessMembership};
+    use crate::topology::{Host, Topology};
+    use std::path::PathBuf;
+
+    const SIZE: usize = 3 << 20;
+    const CHUNK: usize = 64 << 10;
+
+    fn test_dir(name: &str) -> PathBuf {
+        // Under target/ (a real disk), not /tmp, like the device tests.
+        let d = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../target/test-replica")
+            .join(format!("{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn content() -> Vec<u8> {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        (0..SIZE)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    /// Three hosts with one node each, every node holding `c/content.ts`.
+    fn setup(name: &str) -> (PathBuf, Vec<Device>, Topology, Vec<u8>) {
+        let root = test_dir(name);
+        let data = content();
+        let mut devices = Vec::new();
+        let mut hosts = Vec::new();
+        for i in 0..3 {
+            let node = format!("n{i}");
+            let dir = root.join(&node);
+            std::fs::create_dir_all(dir.join("c")).unwrap();
+            std::fs::write(dir.join("c/content.ts"), &data).unwrap();
+            let cfg = DeviceConfig {
+                buffer_size: CHUNK,
+                buffer_count: 8,
+                ..DeviceConfig::default()
+            };
+            devices.push(Device::open(node.clone(), dir, cfg).unwrap());
+            hosts.push(Host {
+                name: format!("h{i}"),
+                weight: 1.0,
+                nodes: vec![node],
+                address: None,
+            });
+        }
+        let topology = Topology {
+            hosts,
+            ..Topology::default_single_host()
+        };
+        (root, devices, topology, data)
+    }
+
+    fn sources(devices: &[Device]) -> Vec<ReplicaSource> {
+        devices
+            .iter()
+            .map(|d| ReplicaSource {
+                node: d.name().to_string(),
+                source: Arc::new(d.clone()),
+            })
+            .collect()
+    }
+
+    async fn read_all(r: &mut ReplicaReader, mut each: impl FnMut(u64)) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(SIZE);
+        let mut off = 0u64;
+        loop {
+            each(off);
+            let b = r.read_at(off, CHUNK).await?;
+            if b.is_empty() {
+                return Ok(out);
+            }
+            off += b.len() as u64;
+            out.extend_from_slice(&b);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn byte_exact_through_eio_stall_and_crash() {
+        let (root, devices, _topo, data) = setup("faults");
+        let mut r = ReplicaReader::new(
+            "c/content.ts",
+            sources(&devices),
+            None,
+            Duration::from_millis(150),
+        );
+        assert_eq!(r.size().unwrap(), SIZE as u64);
+        // n0 fails a range in the middle; n1 stalls when we reach 2 MiB; n2 takes over.
+        devices[0]
+            .knobs()
+            .inject_eio(Some("c/content.ts".into()), 1 << 20..(1 << 20) + 10);
+        let d1 = devices[1].clone();
+        let got = read_all(&mut r, |off| {
+            if off == 2 << 20 {
+                d1.knobs().stall();
+            }
+        })
+        .await
+        .unwrap();
+        assert!(got == data, "bytes differ from the file");
+        assert_eq!(r.current_node(), Some("n2"));
+        assert_eq!(r.failovers(), 2);
+        // Everything broken: a typed error naming the file, not a hang or a panic.
+        devices[2].knobs().crash();
+        devices[0].knobs().crash();
+        let e = r.read_at(0, CHUNK).await.unwrap_err();
+        assert!(matches!(e, StorageError::NoReplica { .. }), "{e}");
+        for d in &devices {
+            d.knobs().recover();
+        }
+        let _ = std::fs::remove_dir_all(root);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn membership_change_moves_an_in_flight_read() {
+        let (root, devices, topo, data) = setup("membership");
+        let m = InProcessMembership::start(
+            &topo,
+            DetectorConfig {
+                interval: Duration::from_millis(50),
+                missed_beats: 3,
+            },
+        );
+        let sink: Arc<dyn crate::heartbeat::HeartbeatSink> = m.clone();
+        let agents: Vec<HostAgent> = topo
+            .hosts
+            .iter()
+            .map(|h| {
+                HostAgent::start(
+                    h.name.clone(),
+                    h.nodes.clone(),
+                    Duration::from_millis(50),
+                    sink.clone(),
+                    Arc::new(|_: &str| true),
+                )
+            })
+            .collect();
+        // A long deadline: only the membership change can move the stalled read.
+        let membership: Arc<dyn Membership> = m.clone();
+        let mut r = ReplicaReader::new(
+            "c/content.ts",
+            sources(&devices),
+            Some(membership),
+            Duration::from_secs(30),
+        );
+        let d0 = devices[0].clone();
+        let started = std::time::Instant::now();
+        let got = read_all(&mut r, |off| {
+            if off == 1 << 20 {
+                // Host h0 dies: its disk hangs and its heartbeats stop.
+                d0.knobs().stall();
+                agents[0].pause();
+            }
+        })
+        .await
+        .unwrap();
+        assert!(got == data, "bytes differ from the file");
+        assert_eq!(r.current_node(), Some("n1"));
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "took {:?}",
+            started.elapsed()
+        );
+        d0.knobs().recover();
+        drop(agents);
+        let _ = std::fs::remove_dir_all(root);
+    }
+}
