@@ -1,0 +1,98 @@
+//! Configuration: a TOML file (`--config`) and flags; a flag given on the command line wins.
+//!
+//! ```toml
+//! store = "./store"
+//! http_listen = "0.0.0.0:8080"
+//! rtsp_listen = "0.0.0.0:8554"   # reserved for the RTSP server
+//! read_deadline_ms = 500          # a node read slower than this fails over to the next replica
+//! heartbeat_ms = 200
+//! missed_beats = 3
+//! [device]
+//! queue_depth = 32
+//! buffer_size = 262144
+//! buffer_count = 256
+//! o_direct = false
+//! ```
+
+use serde::Deserialize;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeviceSection {
+    pub queue_depth: u32,
+    pub buffer_size: usize,
+    pub buffer_count: usize,
+    pub o_direct: bool,
+}
+
+impl Default for DeviceSection {
+    fn default() -> Self {
+        DeviceSection {
+            queue_depth: 32,
+            buffer_size: 256 << 10,
+            buffer_count: 256,
+            o_direct: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub store: PathBuf,
+    pub http_listen: String,
+    pub rtsp_listen: String,
+    pub read_deadline_ms: u64,
+    pub heartbeat_ms: u64,
+    pub missed_beats: u32,
+    /// Install the embedded demo clip when the store holds no content.
+    pub demo: bool,
+    pub device: DeviceSection,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            store: PathBuf::from("./store"),
+            http_listen: "0.0.0.0:8080".into(),
+            rtsp_listen: "0.0.0.0:8554".into(),
+            read_deadline_ms: 500,
+            heartbeat_ms: 200,
+            missed_beats: 3,
+            demo: true,
+            device: DeviceSection::default(),
+        }
+    }
+}
+
+impl Config {
+    pub fn from_toml(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    pub fn device_config(&self) -> storage_device_sim::DeviceConfig {
+        storage_device_sim::DeviceConfig {
+            queue_depth: self.device.queue_depth,
+            buffer_size: self.device.buffer_size,
+            buffer_count: self.device.buffer_count,
+            o_direct: self.device.o_direct,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partial_files_keep_defaults_and_unknown_keys_fail() {
+        let c = Config::from_toml("http_listen = \"127.0.0.1:9\"\n[device]\nqueue_depth = 8\n")
+            .unwrap();
+        assert_eq!(c.http_listen, "127.0.0.1:9");
+        assert_eq!(c.device.queue_depth, 8);
+        assert_eq!(c.device.buffer_count, 256);
+        assert_eq!(c.store, PathBuf::from("./store"));
+        assert!(Config::from_toml("htp_listen = 1").is_err());
+    }
+}

@@ -1,0 +1,347 @@
+//! The HTTP face (hyper 1.x, HTTP/1.1).
+//!
+//! ```text
+//! GET|HEAD /content/ID.ts               the content TS: Range (single, suffix, open-ended), 206/416,
+//!                                       ETag, Last-Modified, If-Range, If-None-Match, Accept-Ranges
+//! GET|HEAD /content/ID/index.m3u8       HLS master (names media.m3u8 and iframes.m3u8)
+//! GET|HEAD /content/ID/media.m3u8       byte-range segments of content.ts, cut at keyframes
+//! GET|HEAD /content/ID/iframes.m3u8     I-frame-only playlist
+//! GET|HEAD /content/ID/content.ts       the TS again, where the playlists' relative URIs point
+//! GET      /api/v1/contents[/ID]        JSON catalog: duration, bitrate, tracks, replicas + health
+//! GET      /metrics                     Prometheus text
+//! GET      /                            a plain-text list of contents and their URLs
+//! ```
+//! Every content byte (TS and playlists) is read from the storage nodes through a replica
+//! reader; nothing is served from the store folder directly.
+
+use crate::body::ReplicaBody;
+use crate::catalog::{Catalog, Content};
+use crate::cluster::Cluster;
+use crate::metrics::Metrics;
+use bytes::Bytes;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use installer::info::{CONTENT_TS, IFRAME_PLAYLIST, MASTER_PLAYLIST, MEDIA_PLAYLIST};
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+use storage_device_sim::http_range::{RangeSpec, parse_range};
+use storage_device_sim::membership::Health;
+
+pub type HttpBody = UnsyncBoxBody<Bytes, std::io::Error>;
+
+pub struct Server {
+    pub cluster: Cluster,
+    pub catalog: Catalog,
+    pub metrics: Arc<Metrics>,
+    /// Bytes per storage read (the device's buffer size).
+    pub chunk: usize,
+}
+
+fn full(bytes: impl Into<Bytes>) -> HttpBody {
+    Full::new(bytes.into())
+        .map_err(|e: Infallible| match e {})
+        .boxed_unsync()
+}
+
+fn plain(status: StatusCode, msg: impl Into<String>) -> Response<HttpBody> {
+    let mut r = Response::new(full(msg.into() + "\n"));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn json(v: &serde_json::Value) -> Response<HttpBody> {
+    let mut r = Response::new(full(v.to_string()));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn method_not_allowed(allow: &'static str) -> Response<HttpBody> {
+    let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+    r.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    r
+}
+
+/// Which file of a content a path names, and the route label for metrics.
+fn content_file(rest: &str) -> Option<(String, &'static str, &'static str)> {
+    if let Some(id) = rest.strip_suffix(".ts")
+        && !id.contains('/')
+    {
+        return Some((id.to_string(), CONTENT_TS, "content_ts"));
+    }
+    let (id, file) = rest.split_once('/')?;
+    let (file, route) = match file {
+        f if f == MASTER_PLAYLIST => (MASTER_PLAYLIST, "hls"),
+        f if f == MEDIA_PLAYLIST => (MEDIA_PLAYLIST, "hls"),
+        f if f == IFRAME_PLAYLIST => (IFRAME_PLAYLIST, "hls"),
+        f if f == CONTENT_TS => (CONTENT_TS, "content_ts"),
+        _ => return None,
+    };
+    Some((id.to_string(), file, route))
+}
+
+fn valid_id(id: &str) -> bool {
+    installer::store::check_id(id).is_ok()
+}
+
+fn content_type(file: &str) -> &'static str {
+    if file.ends_with(".m3u8") {
+        "application/vnd.apple.mpegurl"
+    } else {
+        "video/mp2t"
+    }
+}
+
+/// If-Range: a strong ETag or an HTTP date that matches lets the range apply.
+fn if_range_matches(h: &HeaderMap, etag: &str, modified: SystemTime) -> bool {
+    let Some(v) = h.get(header::IF_RANGE).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    let v = v.trim();
+    if v.starts_with('"') {
+        return v == etag;
+    }
+    match httpdate::parse_http_date(v) {
+        Ok(t) => {
+            let secs = |t: SystemTime| {
+                t.duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs())
+            };
+            secs(t) >= secs(modified)
+        }
+        Err(_) => false,
+    }
+}
+
+impl Server {
+    pub async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+    ) -> Result<Response<HttpBody>, Infallible> {
+        let started = Instant::now();
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        let (route, resp) = self.route(&req);
+        self.metrics.request(route, resp.status().as_u16());
+        tracing::info!(
+            %method, path, status = resp.status().as_u16(), route,
+            ms = started.elapsed().as_secs_f64() * 1000.0, "request"
+        );
+        Ok(resp)
+    }
+
+    fn route(&self, req: &Request<Incoming>) -> (&'static str, Response<HttpBody>) {
+        let path = req.uri().path();
+        let get_or_head = matches!(*req.method(), Method::GET | Method::HEAD);
+        if let Some(rest) = path.strip_prefix("/content/") {
+            let Some((id, file, route)) = content_file(rest).filter(|(id, ..)| valid_id(id)) else {
+                self.metrics.refused("bad_path");
+                return (
+                    "content",
+                    plain(StatusCode::NOT_FOUND, "no such content path"),
+                );
+            };
+            if !get_or_head {
+                return (route, method_not_allowed("GET, HEAD"));
+            }
+            let Some(content) = self.catalog.get(&id) else {
+                return (
+                    route,
+                    plain(
+                        StatusCode::NOT_FOUND,
+                        format!("content {id} is not installed"),
+                    ),
+                );
+            };
+            return (route, self.file(req, &content, file, route));
+        }
+        match path {
+            "/api/v1/contents" | "/metrics" | "/" if !get_or_head => {
+                ("other", method_not_allowed("GET, HEAD"))
+            }
+            "/api/v1/contents" => (
+                "api",
+                json(&serde_json::Value::Array(
+                    self.catalog
+                        .all()
+                        .values()
+                        .map(|c| self.describe(c))
+                        .collect(),
+                )),
+            ),
+            "/metrics" => {
+                let nodes: Vec<(String, String, bool)> = self
+                    .cluster
+                    .topology
+                    .hosts
+                    .iter()
+                    .flat_map(|h| h.nodes.iter().map(move |n| (n.clone(), h.name.clone())))
+                    .map(|(n, h)| {
+                        let up = self.cluster.health(&n) == Health::Up;
+                        (n, h, up)
+                    })
+                    .collect();
+                let mut r = Response::new(full(self.metrics.render(&nodes)));
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; version=0.0.4"),
+                );
+                ("metrics", r)
+            }
+            "/" => ("index", plain(StatusCode::OK, self.index_text(req))),
+            p => match p.strip_prefix("/api/v1/contents/") {
+                Some(id) if valid_id(id) && get_or_head => match self.catalog.get(id) {
+                    Some(c) => ("api", json(&self.describe(&c))),
+                    None => (
+                        "api",
+                        plain(
+                            StatusCode::NOT_FOUND,
+                            format!("content {id} is not installed"),
+                        ),
+                    ),
+                },
+                _ => ("other", plain(StatusCode::NOT_FOUND, "not found")),
+            },
+        }
+    }
+
+    fn index_text(&self, req: &Request<Incoming>) -> String {
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost:8080");
+        let mut s = String::from("Sluice: installed contents\n\n");
+        for c in self.catalog.all().values() {
+            s += &format!(
+                "{}  ({:.1} s)\n  http://{host}/content/{}.ts\n  http://{host}/content/{}/index.m3u8\n",
+                c.id, c.manifest.duration_seconds, c.id, c.id
+            );
+        }
+        s
+    }
+
+    fn describe(&self, c: &Content) -> serde_json::Value {
+        let replicas: Vec<serde_json::Value> = c
+            .nodes
+            .iter()
+            .map(|n| {
+                let host = self
+                    .cluster
+                    .topology
+                    .host_of(n)
+                    .map_or("", |h| h.name.as_str());
+                serde_json::json!({"node": n, "host": host, "health": self.cluster.health(n)})
+            })
+            .collect();
+        let m = &c.manifest;
+        serde_json::json!({
+            "id": c.id,
+            "duration": m.duration_seconds,
+            "bitrate": m.bitrate,
+            "size": c.file_size(CONTENT_TS),
+            "keyframes": m.keyframes,
+            "tracks": m.tracks,
+            "replicas": replicas,
+            "urls": {
+                "ts": format!("/content/{}.ts", c.id),
+                "hls": format!("/content/{}/index.m3u8", c.id),
+                "iframes": format!("/content/{}/iframes.m3u8", c.id),
+            },
+        })
+    }
+
+    fn file(
+        &self,
+        req: &Request<Incoming>,
+        c: &Content,
+        file: &'static str,
+        route: &'static str,
+    ) -> Response<HttpBody> {
+        let Some(size) = c.file_size(file) else {
+            return plain(
+                StatusCode::NOT_FOUND,
+                format!("{file} is not part of {}", c.id),
+            );
+        };
+        let (etag, modified) = if file == CONTENT_TS {
+            (c.etag.clone(), c.last_modified)
+        } else {
+            let crc = c.manifest.files.get(file).map_or("", |f| f.crc32.as_str());
+            (format!("\"{crc}-{size:x}\""), c.last_modified)
+        };
+        let h = req.headers();
+        if h.get(header::IF_NONE_MATCH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+        {
+            let mut r = Response::new(full(Bytes::new()));
+            *r.status_mut() = StatusCode::NOT_MODIFIED;
+            r.headers_mut().insert(
+                header::ETAG,
+                HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"\"")),
+            );
+            return r;
+        }
+        let range = match h.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+            Some(v) if if_range_matches(h, &etag, modified) => parse_range(v, size),
+            _ => RangeSpec::Full,
+        };
+        let (status, start, end) = match range {
+            RangeSpec::Full => (StatusCode::OK, 0, size),
+            RangeSpec::Partial { start, end } => (StatusCode::PARTIAL_CONTENT, start, end + 1),
+            RangeSpec::Unsatisfiable => {
+                let mut r = plain(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable");
+                if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                    r.headers_mut().insert(header::CONTENT_RANGE, v);
+                }
+                return r;
+            }
+        };
+        let body = if req.method() == Method::HEAD || start == end {
+            full(Bytes::new())
+        } else {
+            let reader = self.cluster.reader(&c.id, file, &c.nodes);
+            ReplicaBody::new(reader, start, end, self.chunk, self.metrics.clone(), route)
+                .boxed_unsync()
+        };
+        let mut r = Response::new(body);
+        *r.status_mut() = status;
+        let hs = r.headers_mut();
+        hs.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(content_type(file)),
+        );
+        hs.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        hs.insert(header::CONTENT_LENGTH, HeaderValue::from(end - start));
+        if let Ok(v) = HeaderValue::from_str(&etag) {
+            hs.insert(header::ETAG, v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(modified)) {
+            hs.insert(header::LAST_MODIFIED, v);
+        }
+        if status == StatusCode::PARTIAL_CONTENT
+            && let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{}/{size}", end - 1))
+        {
+            hs.insert(header::CONTENT_RANGE, v);
+        }
+        if file.ends_with(".m3u8") {
+            hs.insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("max-age=60"),
+            );
+        }
+        r
+    }
+}

@@ -1,0 +1,19 @@
+//! Sluice's streaming server.
+//!
+//! - [`config`]: the TOML file and flags (every option is both).
+//! - [`cluster`]: the storage side: one io_uring device per virtual node of the store's
+//!   topology, host agents sending heartbeats, in-process membership.
+//! - [`catalog`]: what is installed where, from the manifests on the nodes.
+//! - [`http`]: the HTTP face (hyper): `/content/ID.ts` with byte ranges, HLS playlists, the JSON
+//!   catalog, Prometheus metrics. Every content byte comes from the storage nodes through a
+//!   replica reader ([`body`]), so a node failing mid-response does not break the body.
+//! - [`metrics`]: counters and histograms behind `/metrics`.
+//! - [`demo`]: the embedded default: a small clip installed into an empty store.
+
+pub mod body;
+pub mod catalog;
+pub mod cluster;
+pub mod config;
+pub mod demo;
+pub mod http;
+pub mod metrics;

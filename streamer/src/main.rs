@@ -1,0 +1,166 @@
+//! `streamer`: Sluice's streaming server.
+//!
+//! With no arguments it opens `./store` (creating it with the default topology: one simulated
+//! host of two virtual nodes), installs the embedded demo clip when the store holds no content,
+//! starts one io_uring device per node, and serves HTTP on port 8080, printing the URLs to paste
+//! into a player.
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use std::path::PathBuf;
+use std::sync::Arc;
+use streamer::catalog::Catalog;
+use streamer::cluster::Cluster;
+use streamer::config::Config;
+use streamer::http::Server;
+use streamer::metrics::Metrics;
+
+#[derive(Parser)]
+#[command(
+    name = "streamer",
+    version,
+    about = "Sluice streaming server (HTTP byte ranges and HLS)"
+)]
+struct Cli {
+    /// TOML configuration file; flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The store folder (default ./store).
+    #[arg(long)]
+    store: Option<PathBuf>,
+    /// HTTP listen address (default 0.0.0.0:8080).
+    #[arg(long)]
+    http_listen: Option<String>,
+    /// RTSP listen address (default 0.0.0.0:8554; RTSP is not served yet).
+    #[arg(long)]
+    rtsp_listen: Option<String>,
+    /// A storage read slower than this fails over to the next replica, milliseconds.
+    #[arg(long)]
+    read_deadline_ms: Option<u64>,
+    /// Heartbeat interval of the host agents, milliseconds.
+    #[arg(long)]
+    heartbeat_ms: Option<u64>,
+    /// Do not install the demo clip into an empty store.
+    #[arg(long)]
+    no_demo: bool,
+    /// Log one line per request (info level); otherwise only warnings. RUST_LOG overrides.
+    #[arg(long, short)]
+    verbose: bool,
+}
+
+fn load_config(cli: &Cli) -> Result<Config> {
+    let mut cfg = match &cli.config {
+        Some(p) => {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            Config::from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
+        }
+        None => Config::default(),
+    };
+    if let Some(s) = &cli.store {
+        cfg.store = s.clone();
+    }
+    if let Some(a) = &cli.http_listen {
+        cfg.http_listen = a.clone();
+    }
+    if let Some(a) = &cli.rtsp_listen {
+        cfg.rtsp_listen = a.clone();
+    }
+    if let Some(ms) = cli.read_deadline_ms {
+        cfg.read_deadline_ms = ms;
+    }
+    if let Some(ms) = cli.heartbeat_ms {
+        cfg.heartbeat_ms = ms;
+    }
+    if cli.no_demo {
+        cfg.demo = false;
+    }
+    Ok(cfg)
+}
+
+fn has_content(store: &std::path::Path) -> bool {
+    installer::store::Store::open(store).is_ok_and(|s| !s.list().is_empty())
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let default = if cli.verbose { "info" } else { "warn" };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
+        )
+        .with_target(false)
+        .init();
+    let cfg = load_config(&cli)?;
+    if cfg.demo && !has_content(&cfg.store) {
+        eprintln!(
+            "streamer: the store {} is empty: installing the demo clip",
+            cfg.store.display()
+        );
+        streamer::demo::install(&cfg.store)?;
+    } else if !cfg.store.join("store.json").exists() {
+        // An empty store with the demo off: record the default topology so nodes can start.
+        let mut created = installer::store::Created::default();
+        installer::store::Store::open_or_create(&cfg.store, &mut created)?;
+    }
+    let cluster = Cluster::start(&cfg.store, &cfg)?;
+    let catalog = Catalog::new(&cfg.store, &cluster.topology);
+    let listener = tokio::net::TcpListener::bind(&cfg.http_listen)
+        .await
+        .with_context(|| format!("listening on {}", cfg.http_listen))?;
+    let local = listener.local_addr()?;
+    let shown = if local.ip().is_unspecified() {
+        format!("localhost:{}", local.port())
+    } else {
+        local.to_string()
+    };
+    println!(
+        "streamer: serving {} on http://{shown}/",
+        cfg.store.display()
+    );
+    for c in catalog.all().values() {
+        println!("  {}:", c.id);
+        println!("    ffplay http://{shown}/content/{}.ts", c.id);
+        println!("    ffplay http://{shown}/content/{}/index.m3u8", c.id);
+        println!("    vlc http://{shown}/content/{}/index.m3u8", c.id);
+    }
+    println!("  catalog: http://{shown}/api/v1/contents   metrics: http://{shown}/metrics");
+    let server = Arc::new(Server {
+        chunk: cfg.device.buffer_size,
+        cluster,
+        catalog,
+        metrics: Arc::new(Metrics::default()),
+    });
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = match accepted {
+                    Ok(x) => x,
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let server = server.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| server.clone().handle(req));
+                    if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await {
+                        tracing::debug!(error = %e, "connection ended");
+                    }
+                });
+            }
+            _ = tokio::signal::ctrl_c() => {
+                eprintln!("streamer: stopping");
+                return Ok(());
+            }
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! Counters behind `/metrics` (Prometheus text format 0.0.4): requests and bytes by route and
+//! status, active sessions (bodies being sent), read latency, failovers; node health is read
+//! from membership when the page is rendered.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Read latency bucket bounds, seconds.
+const BUCKETS: [f64; 10] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0,
+];
+
+#[derive(Default)]
+pub struct Metrics {
+    requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    bytes: Mutex<BTreeMap<&'static str, u64>>,
+    refused: Mutex<BTreeMap<&'static str, u64>>,
+    active: AtomicU64,
+    failovers: AtomicU64,
+    read_buckets: [AtomicU64; BUCKETS.len()],
+    read_count: AtomicU64,
+    read_sum_ns: AtomicU64,
+}
+
+impl Metrics {
+    pub fn request(&self, route: &'static str, status: u16) {
+        if let Ok(mut m) = self.requests.lock() {
+            *m.entry((route, status)).or_default() += 1;
+        }
+    }
+
+    pub fn bytes(&self, route: &'static str, n: u64) {
+        if let Ok(mut m) = self.bytes.lock() {
+            *m.entry(route).or_default() += n;
+        }
+    }
+
+    pub fn refused(&self, reason: &'static str) {
+        if let Ok(mut m) = self.refused.lock() {
+            *m.entry(reason).or_default() += 1;
+        }
+    }
+
+    pub fn session_started(&self) {
+        self.active.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn session_ended(&self) {
+        self.active.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub fn active(&self) -> u64 {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    pub fn failovers(&self, n: u64) {
+        self.failovers.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn observe_read(&self, d: Duration) {
+        let s = d.as_secs_f64();
+        for (i, b) in BUCKETS.iter().enumerate() {
+            if s <= *b {
+                self.read_buckets[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.read_count.fetch_add(1, Ordering::Relaxed);
+        self.read_sum_ns
+            .fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// The page; `nodes` is (node, host, up).
+    pub fn render(&self, nodes: &[(String, String, bool)]) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "# HELP sluice_http_requests_total HTTP requests by route and status."
+        );
+        let _ = writeln!(s, "# TYPE sluice_http_requests_total counter");
+        if let Ok(m) = self.requests.lock() {
+            for ((route, status), n) in m.iter() {
+                let _ = writeln!(
+                    s,
+                    "sluice_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+                );
+            }
+        }
+        let _ = writeln!(
+            s,
+            "# HELP sluice_http_response_bytes_total Body bytes sent by route."
+        );
+        let _ = writeln!(s, "# TYPE sluice_http_response_bytes_total counter");
+        if let Ok(m) = self.bytes.lock() {
+            for (route, n) in m.iter() {
+                let _ = writeln!(
+                    s,
+                    "sluice_http_response_bytes_total{{route=\"{route}\"}} {n}"
+                );
+            }
+        }
+        let _ = writeln!(
+            s,
+            "# HELP sluice_http_refused_total Requests refused before any work, by reason."
+        );
+        let _ = writeln!(s, "# TYPE sluice_http_refused_total counter");
+        if let Ok(m) = self.refused.lock() {
+            for (reason, n) in m.iter() {
+                let _ = writeln!(s, "sluice_http_refused_total{{reason=\"{reason}\"}} {n}");
+            }
+        }
+        let _ = writeln!(
+            s,
+            "# HELP sluice_active_sessions Response bodies being sent."
+        );
+        let _ = writeln!(s, "# TYPE sluice_active_sessions gauge");
+        let _ = writeln!(s, "sluice_active_sessions {}", self.active());
+        let _ = writeln!(
+            s,
+            "# HELP sluice_node_up Storage node health from heartbeats (1 up, 0 down)."
+        );
+        let _ = writeln!(s, "# TYPE sluice_node_up gauge");
+        for (node, host, up) in nodes {
+            let _ = writeln!(
+                s,
+                "sluice_node_up{{node=\"{node}\",host=\"{host}\"}} {}",
+                u8::from(*up)
+            );
+        }
+        let _ = writeln!(
+            s,
+            "# HELP sluice_replica_failovers_total Reads that moved to another replica."
+        );
+        let _ = writeln!(s, "# TYPE sluice_replica_failovers_total counter");
+        let _ = writeln!(
+            s,
+            "sluice_replica_failovers_total {}",
+            self.failovers.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            s,
+            "# HELP sluice_read_seconds Latency of one storage read through the replica reader."
+        );
+        let _ = writeln!(s, "# TYPE sluice_read_seconds histogram");
+        for (i, b) in BUCKETS.iter().enumerate() {
+            let _ = writeln!(
+                s,
+                "sluice_read_seconds_bucket{{le=\"{b}\"}} {}",
+                self.read_buckets[i].load(Ordering::Relaxed)
+            );
+        }
+        let count = self.read_count.load(Ordering::Relaxed);
+        let _ = writeln!(s, "sluice_read_seconds_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(
+            s,
+            "sluice_read_seconds_sum {}",
+            self.read_sum_ns.load(Ordering::Relaxed) as f64 / 1e9
+        );
+        let _ = writeln!(s, "sluice_read_seconds_count {count}");
+        s
+    }
+}
