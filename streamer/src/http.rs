@@ -10,6 +10,8 @@
 //! GET      /api/v1/contents[/ID]        JSON catalog: duration, bitrate, tracks, replicas + health
 //! GET      /metrics                     Prometheus text
 //! GET      /                            a plain-text list of contents and their URLs
+//! GET|PUT  /admin/nodes/NODE/knobs      a node's simulation knobs (loopback clients only):
+//!                                       bandwidth, latency, EIO ranges, stall, crash/recover
 //! ```
 //! Every content byte (TS and playlists) is read from the storage nodes through a replica
 //! reader; nothing is served from the store folder directly.
@@ -26,8 +28,10 @@ use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use installer::info::{CONTENT_TS, IFRAME_PLAYLIST, MASTER_PLAYLIST, MEDIA_PLAYLIST};
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
+use storage_device_sim::KnobsState;
 use storage_device_sim::http_range::{RangeSpec, parse_range};
 use storage_device_sim::membership::Health;
 
@@ -127,12 +131,17 @@ fn if_range_matches(h: &HeaderMap, etag: &str, modified: SystemTime) -> bool {
 impl Server {
     pub async fn handle(
         self: Arc<Self>,
+        peer: SocketAddr,
         req: Request<Incoming>,
     ) -> Result<Response<HttpBody>, Infallible> {
         let started = Instant::now();
         let method = req.method().clone();
         let path = req.uri().path().to_string();
-        let (route, resp) = self.route(&req);
+        let (route, resp) = if path.starts_with("/admin/") {
+            ("admin", self.admin(peer, req).await)
+        } else {
+            self.route(&req)
+        };
         self.metrics.request(route, resp.status().as_u16());
         tracing::info!(
             %method, path, status = resp.status().as_u16(), route,
@@ -214,6 +223,44 @@ impl Server {
                 _ => ("other", plain(StatusCode::NOT_FOUND, "not found")),
             },
         }
+    }
+
+    /// Simulation knobs of a node, for tests and operators on this machine.
+    async fn admin(&self, peer: SocketAddr, req: Request<Incoming>) -> Response<HttpBody> {
+        if !peer.ip().is_loopback() {
+            self.metrics.refused("admin_not_loopback");
+            return plain(
+                StatusCode::FORBIDDEN,
+                "admin endpoints answer loopback clients only",
+            );
+        }
+        let segs: Vec<&str> = req
+            .uri()
+            .path()
+            .trim_start_matches('/')
+            .split('/')
+            .collect();
+        let ["admin", "nodes", node, "knobs"] = segs.as_slice() else {
+            return plain(StatusCode::NOT_FOUND, "not found");
+        };
+        let Some(dev) = self.cluster.devices.get(*node).cloned() else {
+            return plain(StatusCode::NOT_FOUND, format!("no node {node}"));
+        };
+        match *req.method() {
+            Method::GET => {}
+            Method::PUT | Method::POST => {
+                let body = match req.into_body().collect().await {
+                    Ok(b) => b.to_bytes(),
+                    Err(e) => return plain(StatusCode::BAD_REQUEST, e.to_string()),
+                };
+                match serde_json::from_slice::<KnobsState>(&body) {
+                    Ok(k) => dev.knobs().apply(&k),
+                    Err(e) => return plain(StatusCode::BAD_REQUEST, format!("knobs: {e}")),
+                }
+            }
+            _ => return method_not_allowed("GET, PUT, POST"),
+        }
+        json(&serde_json::to_value(dev.knobs().state()).unwrap_or_default())
     }
 
     fn index_text(&self, req: &Request<Incoming>) -> String {

@@ -139,7 +139,7 @@ async fn main() -> Result<()> {
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (stream, _) = match accepted {
+                let (stream, peer) = match accepted {
                     Ok(x) => x,
                     Err(e) => {
                         // EMFILE and friends: back off instead of spinning.
@@ -151,7 +151,7 @@ async fn main() -> Result<()> {
                 let _ = stream.set_nodelay(true);
                 let server = server.clone();
                 tokio::spawn(async move {
-                    let svc = service_fn(move |req| server.clone().handle(req));
+                    let svc = service_fn(move |req| server.clone().handle(peer, req));
                     if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await {
                         tracing::debug!(error = %e, "connection ended");
                     }
