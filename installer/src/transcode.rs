@@ -46,27 +46,7 @@ pub struct Probe {
 /// Describe a file with ffprobe (containers we do not parse ourselves).
 pub fn ffprobe(path: &Path, what: &str) -> Result<Probe> {
     let bin = tool("ffprobe", what)?;
-    let out = Command::new(bin)
-        .args([
-            "-v",
-            "error",
-            "-show_streams",
-            "-show_format",
-            "-of",
-            "json",
-        ])
-        .arg(path)
-        .output()
-        .map_err(|e| InstallError::io("ffprobe", e))?;
-    if !out.status.success() {
-        return Err(ffmpeg_error(path, &out.status, &out.stderr));
-    }
-    let v: serde_json::Value =
-        serde_json::from_slice(&out.stdout).map_err(|e| InstallError::Ffmpeg {
-            path: path.into(),
-            status: "ffprobe output".into(),
-            stderr: e.to_string(),
-        })?;
+    let v = ffprobe_json(&bin, path, &["-show_streams", "-show_format"])?;
     let num = |x: &serde_json::Value| x.as_str().and_then(|s| s.parse::<f64>().ok());
     let duration = num(&v["format"]["duration"]).unwrap_or(0.0);
     let mut tracks = Vec::new();
@@ -105,29 +85,16 @@ pub fn ffprobe(path: &Path, what: &str) -> Result<Probe> {
 /// Frame count and keyframe times (seconds) of the first video stream, from ffprobe's packets.
 pub fn ffprobe_keyframes(path: &Path) -> Result<(u64, Vec<f64>)> {
     let bin = tool("ffprobe", "reading keyframes")?;
-    let out = Command::new(bin)
-        .args([
-            "-v",
-            "error",
+    let v = ffprobe_json(
+        &bin,
+        path,
+        &[
             "-select_streams",
             "v:0",
             "-show_entries",
             "packet=pts_time,dts_time,flags",
-            "-of",
-            "json",
-        ])
-        .arg(path)
-        .output()
-        .map_err(|e| InstallError::io("ffprobe", e))?;
-    if !out.status.success() {
-        return Err(ffmpeg_error(path, &out.status, &out.stderr));
-    }
-    let v: serde_json::Value =
-        serde_json::from_slice(&out.stdout).map_err(|e| InstallError::Ffmpeg {
-            path: path.into(),
-            status: "ffprobe output".into(),
-            stderr: e.to_string(),
-        })?;
+        ],
+    )?;
     let packets = v["packets"].as_array().map(Vec::as_slice).unwrap_or(&[]);
     let time = |p: &serde_json::Value| {
         p["pts_time"]
@@ -141,6 +108,25 @@ pub fn ffprobe_keyframes(path: &Path) -> Result<(u64, Vec<f64>)> {
         .filter_map(time)
         .collect();
     Ok((packets.len() as u64, keyframes))
+}
+
+/// Run ffprobe with `args` on `path` and parse its JSON output.
+fn ffprobe_json(bin: &Path, path: &Path, args: &[&str]) -> Result<serde_json::Value> {
+    let out = Command::new(bin)
+        .args(["-v", "error"])
+        .args(args)
+        .args(["-of", "json"])
+        .arg(path)
+        .output()
+        .map_err(|e| InstallError::io("ffprobe", e))?;
+    if !out.status.success() {
+        return Err(ffmpeg_error(path, &out.status, &out.stderr));
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| InstallError::Ffmpeg {
+        path: path.into(),
+        status: "ffprobe output".into(),
+        stderr: e.to_string(),
+    })
 }
 
 fn ffmpeg_error(path: &Path, status: &std::process::ExitStatus, stderr: &[u8]) -> InstallError {
