@@ -1,17 +1,17 @@
-//! Where the `install-content` binary is, and the command that runs it on a store.
+//! Where the Sluice binaries the end-to-end tests run are (`install-content`, `streamer`,
+//! `storage-node`), and the command that runs the installer on a store.
 //!
-//! `env!("CARGO_BIN_EXE_install-content")` only exists for binaries of the test's own package,
-//! and `install-content` belongs to `installer`. Cargo builds a dependency's library for our
-//! tests but not its binaries, so the binary is found next to the test executable instead: a
-//! test runs as `TARGET/PROFILE/deps/install-HASH`, and the binary is
-//! `TARGET/PROFILE/install-content`.
+//! `env!("CARGO_BIN_EXE_…")` only exists for binaries of the test's own package, and these belong
+//! to `installer`, `streamer` and `storage-device-sim`. Cargo builds a dependency's library for
+//! our tests but not its binaries, so a binary is found next to the test executable instead: a
+//! test runs as `TARGET/PROFILE/deps/install-HASH`, and the binary is `TARGET/PROFILE/NAME`.
 //!
-//! When that file is missing, or older than a source file of `installer/` or `media/` (other
-//! people edit those while the suite runs, and testing a stale binary would report old bugs or
-//! hide new ones), the first test that needs it runs
-//! `cargo build -p installer --bin install-content` into the same target folder, once per test
-//! process. Cargo releases its build lock before it runs test binaries, so this nested build
-//! does not deadlock; it may wait for another build's lock, which is normal.
+//! When that file is missing, or older than a source file it is built from (other people edit
+//! those while the suite runs, and testing a stale binary would report old bugs or hide new
+//! ones), the first test that needs it runs `cargo build -p PACKAGE --bin NAME` into the same
+//! target folder, once per binary and test process. Cargo releases its build lock before it runs
+//! test binaries, so this nested build does not deadlock; it may wait for another build's lock,
+//! which is normal.
 
 use crate::process;
 use std::path::{Path, PathBuf};
@@ -21,6 +21,50 @@ use std::time::{Duration, SystemTime};
 
 /// Name of the installer binary.
 pub const BIN_NAME: &str = "install-content";
+
+/// One binary of the workspace: its name, its package, and the sources (folders or files,
+/// relative to the workspace root) whose changes make a built copy stale.
+struct Binary {
+    name: &'static str,
+    package: &'static str,
+    sources: &'static [&'static str],
+}
+
+const INSTALL_CONTENT: Binary = Binary {
+    name: BIN_NAME,
+    package: "installer",
+    sources: &[
+        "installer/src",
+        "installer/Cargo.toml",
+        "media/src",
+        "media/Cargo.toml",
+        "storage-device-sim/src",
+        "storage-device-sim/Cargo.toml",
+    ],
+};
+
+const STREAMER: Binary = Binary {
+    name: "streamer",
+    package: "streamer",
+    sources: &[
+        "streamer/src",
+        "streamer/Cargo.toml",
+        "installer/src",
+        "installer/Cargo.toml",
+        "media/src",
+        "media/Cargo.toml",
+        "storage-device-sim/src",
+        "storage-device-sim/Cargo.toml",
+        // The embedded demo clip (`include_bytes!`).
+        "media-fixtures/demo",
+    ],
+};
+
+const STORAGE_NODE: Binary = Binary {
+    name: "storage-node",
+    package: "storage-device-sim",
+    sources: &["storage-device-sim/src", "storage-device-sim/Cargo.toml"],
+};
 
 /// How long the on-demand build may take (it may wait for other builds' locks).
 const BUILD_TIMEOUT: Duration = Duration::from_secs(900);
@@ -44,6 +88,10 @@ fn profile_dir() -> PathBuf {
 
 fn newest_mtime(dir: &Path, newest: &mut SystemTime) {
     let Ok(rd) = std::fs::read_dir(dir) else {
+        // A file (or nothing).
+        if let Ok(m) = dir.metadata().and_then(|m| m.modified()) {
+            *newest = (*newest).max(m);
+        }
         return;
     };
     for e in rd.flatten() {
@@ -56,45 +104,31 @@ fn newest_mtime(dir: &Path, newest: &mut SystemTime) {
     }
 }
 
-/// The newest modification time among the sources the binary is built from.
-fn sources_mtime(root: &Path) -> SystemTime {
+/// The newest modification time among the sources `bin` is built from.
+fn sources_mtime(root: &Path, bin: &Binary) -> SystemTime {
     let mut newest = SystemTime::UNIX_EPOCH;
-    for krate in ["installer", "media", "storage-device-sim"] {
-        newest_mtime(&root.join(krate).join("src"), &mut newest);
-        if let Ok(m) = root
-            .join(krate)
-            .join("Cargo.toml")
-            .metadata()
-            .and_then(|m| m.modified())
-        {
-            newest = newest.max(m);
-        }
+    for source in bin.sources {
+        newest_mtime(&root.join(source), &mut newest);
     }
     newest
 }
 
-fn is_fresh(bin: &Path) -> bool {
-    let Ok(built) = bin.metadata().and_then(|m| m.modified()) else {
+fn is_fresh(path: &Path, bin: &Binary) -> bool {
+    let Ok(built) = path.metadata().and_then(|m| m.modified()) else {
         return false;
     };
-    built >= sources_mtime(&workspace_root())
+    built >= sources_mtime(&workspace_root(), bin)
 }
 
-fn build(profile_dir: &Path) {
+fn build(profile_dir: &Path, bin: &Binary) {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let target_dir = profile_dir
         .parent()
         .expect("the profile folder has a parent");
     let mut cmd = Command::new(cargo);
     cmd.current_dir(workspace_root())
-        .args([
-            "build",
-            "-p",
-            "installer",
-            "--bin",
-            BIN_NAME,
-            "--target-dir",
-        ])
+        .args(["build", "-j2", "-p", bin.package, "--bin", bin.name])
+        .arg("--target-dir")
         .arg(target_dir);
     if profile_dir.file_name().is_some_and(|n| n == "release") {
         cmd.arg("--release");
@@ -102,26 +136,46 @@ fn build(profile_dir: &Path) {
     let out = process::spawn(&mut cmd).wait_at_most(BUILD_TIMEOUT);
     assert!(
         out.success(),
-        "building {BIN_NAME} for the end-to-end tests failed\n{out}"
+        "building {} for the end-to-end tests failed\n{out}",
+        bin.name
     );
+}
+
+/// `bin`, built first when missing or older than its sources (once per process).
+fn located(bin: &Binary, cell: &'static OnceLock<PathBuf>) -> &'static Path {
+    cell.get_or_init(|| {
+        let dir = profile_dir();
+        let path = dir.join(bin.name);
+        if !is_fresh(&path, bin) {
+            build(&dir, bin);
+        }
+        assert!(
+            path.is_file(),
+            "{} does not exist after `cargo build -p {} --bin {}`",
+            path.display(),
+            bin.package,
+            bin.name
+        );
+        path
+    })
 }
 
 /// The `install-content` binary, built first when missing or older than its sources.
 pub fn install_content() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let dir = profile_dir();
-        let bin = dir.join(BIN_NAME);
-        if !is_fresh(&bin) {
-            build(&dir);
-        }
-        assert!(
-            bin.is_file(),
-            "{} does not exist after `cargo build -p installer`",
-            bin.display()
-        );
-        bin
-    })
+    located(&INSTALL_CONTENT, &BIN)
+}
+
+/// The `streamer` binary, built first when missing or older than its sources.
+pub fn streamer() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    located(&STREAMER, &BIN)
+}
+
+/// The `storage-node` binary, built first when missing or older than its sources.
+pub fn storage_node() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    located(&STORAGE_NODE, &BIN)
 }
 
 /// `install-content --store STORE`, ready for a subcommand; `SLUICE_STORE` is cleared so only the
