@@ -299,9 +299,10 @@ mod tests {
         let (root, devices, topo, data) = setup("membership");
         let m = InProcessMembership::start(
             &topo,
+            // Generous against a loaded CI machine starving the agents' threads.
             DetectorConfig {
-                interval: Duration::from_millis(50),
-                missed_beats: 3,
+                interval: Duration::from_millis(100),
+                missed_beats: 5,
             },
         );
         let sink: Arc<dyn crate::heartbeat::HeartbeatSink> = m.clone();
@@ -312,7 +313,7 @@ mod tests {
                 HostAgent::start(
                     h.name.clone(),
                     h.nodes.clone(),
-                    Duration::from_millis(50),
+                    Duration::from_millis(100),
                     sink.clone(),
                     Arc::new(|_: &str| true),
                 )
