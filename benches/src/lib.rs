@@ -4,6 +4,8 @@
 //! Every benchmark reports a ratio against a real peer measured in the same run, never a lone
 //! absolute time: the machine's speed cancels out.
 
+pub mod loadgen;
+
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::process::Command;

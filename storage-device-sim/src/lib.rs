@@ -21,6 +21,7 @@ pub mod knobs;
 pub mod membership;
 pub mod node_server;
 pub mod placement;
+pub mod remote;
 pub mod replica;
 pub mod pool;
 pub mod ring;

@@ -2,25 +2,81 @@
 //! io_uring device on its own ring thread, a host agent per physical host sending heartbeats
 //! (a node whose device crashed drops out of its host's beats), and the in-process membership
 //! that turns missed beats into Down events for the replica readers.
+//!
+//! A host with an `address` in the topology runs as its own `storage-node` process: its nodes
+//! are read over HTTP byte ranges ([`RemoteNode`]), and its heartbeat is its `/health` answer,
+//! polled every interval (a process that stops answering misses its beats). The manifests are
+//! still read from the store folder, which the processes share on one machine.
 
 use crate::config::Config;
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use storage_device_sim::Device;
 use storage_device_sim::heartbeat::{HeartbeatSink, HostAgent};
 use storage_device_sim::membership::{DetectorConfig, Health, InProcessMembership, Membership};
-use storage_device_sim::replica::{ReplicaReader, ReplicaSource};
+use storage_device_sim::remote::RemoteNode;
+use storage_device_sim::replica::{ReadAt, ReplicaReader, ReplicaSource};
 use storage_device_sim::topology::Topology;
 
 pub struct Cluster {
     pub topology: Topology,
+    /// Nodes of in-process hosts (their knobs are settable through the admin endpoint).
     pub devices: BTreeMap<String, Device>,
+    /// Every node, local or remote, as something to read from.
+    pub sources: BTreeMap<String, Arc<dyn ReadAt>>,
     pub membership: Arc<InProcessMembership>,
     pub read_deadline: Duration,
     _agents: Vec<HostAgent>,
+    _pollers: Vec<RemotePoller>,
+}
+
+/// The heartbeat of a remote host: its `/health`, polled on a thread until dropped.
+struct RemotePoller {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RemotePoller {
+    fn start(
+        host: String,
+        addr: String,
+        interval: Duration,
+        sink: Arc<dyn HeartbeatSink>,
+    ) -> RemotePoller {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("poll-{host}"))
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    let started = std::time::Instant::now();
+                    if let Some(nodes) = RemoteNode::health_blocking(&addr, interval) {
+                        let up: Vec<String> = nodes
+                            .into_iter()
+                            .filter(|(_, up)| *up)
+                            .map(|(n, _)| n)
+                            .collect();
+                        sink.beat(&host, &up);
+                    }
+                    std::thread::sleep(interval.saturating_sub(started.elapsed()));
+                }
+            })
+            .ok();
+        RemotePoller { stop, thread }
+    }
+}
+
+impl Drop for RemotePoller {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 impl Cluster {
@@ -30,11 +86,24 @@ impl Cluster {
             &std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?,
         )?;
         let mut devices = BTreeMap::new();
-        for node in topology.nodes() {
+        let mut sources: BTreeMap<String, Arc<dyn ReadAt>> = BTreeMap::new();
+        for h in topology.hosts.iter().filter(|h| h.address.is_some()) {
+            for n in &h.nodes {
+                let addr = h.address.clone().unwrap_or_default();
+                sources.insert(n.clone(), Arc::new(RemoteNode::new(n.clone(), addr)));
+            }
+        }
+        let local = topology
+            .hosts
+            .iter()
+            .filter(|h| h.address.is_none())
+            .flat_map(|h| h.nodes.iter());
+        for node in local {
             let dir = store.join(node);
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
             let dev = Device::open(node.to_string(), dir, cfg.device_config())
                 .with_context(|| format!("starting the io_uring device of {node}"))?;
+            sources.insert(node.to_string(), Arc::new(dev.clone()));
             devices.insert(node.to_string(), dev);
         }
         let interval = Duration::from_millis(cfg.heartbeat_ms.max(10));
@@ -46,9 +115,22 @@ impl Cluster {
             },
         );
         let sink: Arc<dyn HeartbeatSink> = membership.clone();
+        let pollers = topology
+            .hosts
+            .iter()
+            .filter_map(|h| {
+                Some(RemotePoller::start(
+                    h.name.clone(),
+                    h.address.clone()?,
+                    interval,
+                    sink.clone(),
+                ))
+            })
+            .collect();
         let agents = topology
             .hosts
             .iter()
+            .filter(|h| h.address.is_none())
             .map(|h| {
                 let devs: BTreeMap<String, Device> = h
                     .nodes
@@ -69,9 +151,11 @@ impl Cluster {
         Ok(Cluster {
             topology,
             devices,
+            sources,
             membership,
             read_deadline: Duration::from_millis(cfg.read_deadline_ms.max(1)),
             _agents: agents,
+            _pollers: pollers,
         })
     }
 
@@ -86,7 +170,7 @@ impl Cluster {
             .filter_map(|n| {
                 Some(ReplicaSource {
                     node: n.clone(),
-                    source: Arc::new(self.devices.get(n)?.clone()),
+                    source: self.sources.get(n)?.clone(),
                 })
             })
             .collect();
