@@ -13,9 +13,11 @@
 //!   the device (its thread hand-offs, knobs, pool) is the gap between `raw` and `ring`.
 //!
 //! Both sides drop the data unread (the ring's `Bytes` is dropped, returning its buffer). Each
-//! case runs for a fixed time, three times, alternating pread and ring; the best run of each
-//! counts. The machine's load average is printed before and after: other processes on the 2
-//! cores hurt the ring (two threads per read path) more than one pread thread.
+//! case runs for a fixed time, five times, alternating pread, ring and raw; the best run of each
+//! counts. The machine's load average is printed before and after, because it changes the
+//! ring's results more than pread's: every read the ring answers costs two cross-thread
+//! wake-ups, cheap (~6 µs) while the CPUs are busy and expensive (35–45 µs) when they are idle
+//! (this VM halts an idle vCPU at once); other processes hogging a core hurt it too.
 //! CPU is the process's user+system time (`getrusage`), which includes the ring thread and the
 //! kernel's io-wq worker threads (they belong to the process). Page-cache runs come first,
 //! after one sequential pass that loads the whole file into the cache; `O_DIRECT` runs bypass
@@ -36,8 +38,8 @@ use storage_device_sim::{Device, DeviceConfig};
 
 const FILE: &str = "ring-1g.bin";
 const FILE_LEN: u64 = 1 << 30;
-const RUN: Duration = Duration::from_millis(1000);
-const ROUNDS: usize = 3;
+const RUN: Duration = Duration::from_millis(800);
+const ROUNDS: usize = 5;
 const GIB: f64 = (1u64 << 30) as f64;
 const MIB: f64 = (1u64 << 20) as f64;
 
