@@ -92,3 +92,16 @@ pub fn best_of<T>(runs: usize, mut f: impl FnMut() -> Result<T>) -> Result<(Dura
 pub fn mb_per_s(bytes: u64, d: Duration) -> f64 {
     bytes as f64 / d.as_secs_f64() / 1e6
 }
+
+/// xorshift64* — a tiny deterministic PRNG for offsets and ranges (no crate needed, same
+/// sequence in every run so benchmark workloads repeat).
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}

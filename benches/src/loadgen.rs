@@ -18,6 +18,7 @@
 //!   server's (`utime + stime` from `/proc/PID/stat` of each given pid, threads included), and the
 //!   whole machine's busy time (`/proc/stat`), so other load on the machine shows up in the report.
 
+use crate::Rng;
 use anyhow::{Context, Result, anyhow, bail};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
@@ -272,16 +273,6 @@ fn parse_head(b: &[u8]) -> Result<Head, String> {
     Ok(h)
 }
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-}
-
 #[derive(PartialEq)]
 enum State {
     Sending,
@@ -373,7 +364,7 @@ impl Worker<'_> {
             )
         } else {
             let slots = (self.file_size.saturating_sub(cfg.range_size)) / cfg.range_align + 1;
-            let a = (self.rng.next() % slots) * cfg.range_align;
+            let a = (self.rng.next_u64() % slots) * cfg.range_align;
             let b = (a + cfg.range_size).min(self.file_size) - 1;
             (
                 format!(

@@ -27,6 +27,7 @@
 //! runs only the cases whose "SIZE SOURCE DEPTH" label contains that text).
 
 use anyhow::{Context, Result, bail};
+use sluice_benches::Rng;
 use sluice_benches::{bench_dir, cpu_time};
 use std::fs::File;
 use std::io::Write;
@@ -43,16 +44,6 @@ const ROUNDS: usize = 5;
 const GIB: f64 = (1u64 << 30) as f64;
 const MIB: f64 = (1u64 << 20) as f64;
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-}
-
 /// The test file, made once (pseudo-random bytes, so nothing compresses or dedups).
 fn test_file() -> Result<std::path::PathBuf> {
     let path = bench_dir().join(FILE);
@@ -65,7 +56,7 @@ fn test_file() -> Result<std::path::PathBuf> {
     let mut chunk = vec![0u8; 8 << 20];
     for _ in 0..FILE_LEN / chunk.len() as u64 {
         for w in chunk.chunks_exact_mut(8) {
-            w.copy_from_slice(&rng.next().to_le_bytes());
+            w.copy_from_slice(&rng.next_u64().to_le_bytes());
         }
         f.write_all(&chunk)?;
     }
@@ -152,7 +143,7 @@ fn run_pread(path: &Path, size: usize, depth: usize, direct: bool) -> Result<Run
                             let mut rng = Rng(0x1234_5678 + t as u64);
                             let mut n = 0;
                             while Instant::now() < stop {
-                                let off = rng.next() % blocks * size as u64;
+                                let off = rng.next_u64() % blocks * size as u64;
                                 let got = file.read_at(buf.as_mut(), off)?;
                                 if got != size {
                                     bail!("pread short: {got}");
@@ -197,7 +188,7 @@ fn run_raw(path: &Path, size: usize, depth: usize, direct: bool) -> Result<Run> 
     let blocks = FILE_LEN / size as u64;
     let mut rng = Rng(0x0BAD_CAFE);
     let mut push = |ring: &mut IoUring, i: usize| -> Result<()> {
-        let off = rng.next() % blocks * size as u64;
+        let off = rng.next_u64() % blocks * size as u64;
         let e = opcode::ReadFixed::new(fd, iovecs[i].iov_base.cast(), size as u32, i as u16)
             .offset(off)
             .build()
@@ -247,7 +238,7 @@ fn run_ring(dev: &Device, size: usize, depth: usize) -> Result<Run> {
                         let mut rng = Rng(0x8765_4321 + t as u64);
                         let mut n = 0u64;
                         while Instant::now() < stop {
-                            let off = rng.next() % blocks * size as u64;
+                            let off = rng.next_u64() % blocks * size as u64;
                             let b = dev.read(FILE, off, size).await?;
                             if b.len() != size {
                                 bail!("ring short: {}", b.len());
