@@ -1,0 +1,11 @@
+//! The one error type of this crate.
+
+/// What went wrong, with enough context to answer the peer with the right status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// Placeholder until the parser lands; replaced by precise variants.
+    #[error("malformed RTSP: {0}")]
+    Malformed(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
