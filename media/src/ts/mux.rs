@@ -61,6 +61,28 @@ pub struct StreamSpec {
     pub video: bool,
 }
 
+impl StreamSpec {
+    /// A video stream (`0x1B` H.264, `0x24` H.265) with the usual stream id.
+    pub fn video(stream_type: u8) -> StreamSpec {
+        StreamSpec {
+            stream_type,
+            stream_id: pes::STREAM_ID_VIDEO,
+            language: None,
+            video: true,
+        }
+    }
+
+    /// An audio stream (`0x0F` AAC/ADTS, `0x03`/`0x04` MPEG audio) with the usual stream id.
+    pub fn audio(stream_type: u8, language: Option<String>) -> StreamSpec {
+        StreamSpec {
+            stream_type,
+            stream_id: pes::STREAM_ID_AUDIO,
+            language,
+            video: false,
+        }
+    }
+}
+
 /// Where a frame landed in the output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Written {
@@ -327,18 +349,8 @@ mod tests {
 
     fn specs() -> Vec<StreamSpec> {
         vec![
-            StreamSpec {
-                stream_type: 0x1B,
-                stream_id: pes::STREAM_ID_VIDEO,
-                language: None,
-                video: true,
-            },
-            StreamSpec {
-                stream_type: 0x0F,
-                stream_id: pes::STREAM_ID_AUDIO,
-                language: Some("eng".into()),
-                video: false,
-            },
+            StreamSpec::video(0x1B),
+            StreamSpec::audio(0x0F, Some("eng".into())),
         ]
     }
 

@@ -19,13 +19,16 @@
 //!   every PCR by the same amount, continuity counters renumbered per PID so the joins are
 //!   invisible to a demuxer. Timestamps are continuous by construction, so no
 //!   discontinuity_indicator is set (a player would otherwise reset its clock at every frame).
+//!   Keyframes are at least 125 ms apart in output time, more than the 100 ms the standard
+//!   allows between PCRs, so PCR-only packets fill each gap at the muxer's PCR cadence: the
+//!   stream stays conformant and the streamer's PCR pacing has a clock to follow between frames.
 //!   The installer puts parameter sets (SPS/PPS, VPS) in front of every keyframe, so each span
 //!   decodes on its own.
 //!
 //! A span is validated completely before anything is appended to the output: on an error the
 //! output and the writer's counters are as they were, and the caller can skip that keyframe.
 
-use super::mux::{PCR_LEAD_90K, push_pcr_only_packet, push_section_packet};
+use super::mux::{PCR_INTERVAL_90K, PCR_LEAD_90K, push_pcr_only_packet, push_section_packet};
 use super::packet::{PACKET_LEN, PID_PAT, Packet, write_pcr};
 use super::pes;
 use super::psi::{Pat, Pmt};
@@ -37,6 +40,11 @@ use crate::{Error, Result};
 pub const MIN_TRICK_GAP_90K: u64 = 90_000 / 8;
 /// Slowest trick-play speed served; slower rates are normal playback's business.
 pub const MIN_TRICK_SCALE: f64 = 2.0;
+/// PCR wraps with its 33-bit base: 2^33 * 300 ticks of 27 MHz.
+const PCR_WRAP: u64 = (PTS_MASK + 1) * 300;
+/// Gaps between spans longer than this (a caller jumping the output clock, or going back in
+/// it) are not filled with PCRs: a new timeline, not a pause to pace through.
+const MAX_PCR_FILL_27M: u64 = 60 * 27_000_000;
 
 /// One keyframe to send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,6 +158,8 @@ pub struct TrickWriter {
     pmt: Option<Vec<u8>>,
     /// The next continuity counter per PID written so far.
     cc: Vec<(u16, u8)>,
+    /// The last PCR written (27 MHz, mod 2^33 * 300).
+    last_pcr: Option<u64>,
 }
 
 /// Where a kept packet sits in the staging buffer and whether it carries a payload.
@@ -173,6 +183,7 @@ impl TrickWriter {
             pat: None,
             pmt: None,
             cc: Vec::new(),
+            last_pcr: None,
         }
     }
 
@@ -254,6 +265,7 @@ impl TrickWriter {
         let mut kept: Vec<Kept> = Vec::new();
         let mut keyframe_at = None;
         let mut pcr_before_keyframe = false;
+        let (mut first_pcr, mut span_last_pcr) = (None, None);
 
         for (i, raw) in span.chunks_exact(PACKET_LEN).enumerate() {
             let off = (i * PACKET_LEN) as u64;
@@ -305,8 +317,11 @@ impl TrickWriter {
                     pkt[5] &= !0x80; // discontinuity_indicator: timestamps stay continuous
                 }
                 if let Some(pcr) = a.pcr {
-                    write_pcr(pcr + delta * 300, &mut pkt[6..12]);
+                    let pcr = (pcr + delta * 300) % PCR_WRAP;
+                    write_pcr(pcr, &mut pkt[6..12]);
                     pcr_before_keyframe |= keyframe_at.is_none();
+                    first_pcr.get_or_insert(pcr);
+                    span_last_pcr = Some(pcr);
                 }
             }
             if is_video && p.pusi && payload {
@@ -348,15 +363,22 @@ impl TrickWriter {
             }
         }
 
+        let inserted_pcr = (!pcr_before_keyframe)
+            .then(|| (out_pts.saturating_sub(PCR_LEAD_90K.unsigned_abs()) & PTS_MASK) * 300);
+        // The span's first PCR: inserted (it goes first) or the span's own.
+        let Some(span_first_pcr) = inserted_pcr.or(first_pcr) else {
+            return Err(span_error(0, "no PCR in the span and none inserted"));
+        };
+
         // Valid: commit.
         let start = out.len();
         out.reserve(staged.len() + 3 * PACKET_LEN);
+        self.fill_pcr_gap(span_first_pcr, out);
         let cc = self.take_cc(PID_PAT);
         push_section_packet(PID_PAT, cc, &pat, out);
         let cc = self.take_cc(pmt_pid);
         push_section_packet(pmt_pid, cc, &pmt, out);
-        if !pcr_before_keyframe {
-            let pcr = (out_pts.saturating_sub(PCR_LEAD_90K.unsigned_abs()) & PTS_MASK) * 300;
+        if let Some(pcr) = inserted_pcr {
             push_pcr_only_packet(self.pcr_pid, self.last_cc(self.pcr_pid), pcr, out);
         }
         for k in &kept {
@@ -372,7 +394,25 @@ impl TrickWriter {
         self.pmt_pid = Some(pmt_pid);
         self.pat = Some(pat);
         self.pmt = Some(pmt);
+        self.last_pcr = span_last_pcr.or(inserted_pcr);
         Ok((out.len() - start) / PACKET_LEN)
+    }
+
+    /// PCR-only packets every `PCR_INTERVAL_90K` from the last PCR written up to (not
+    /// including) `next_pcr`, so no two PCRs are further apart than that.
+    fn fill_pcr_gap(&mut self, next_pcr: u64, out: &mut Vec<u8>) {
+        let Some(last) = self.last_pcr else { return };
+        let gap = (next_pcr + PCR_WRAP - last) % PCR_WRAP;
+        if gap > MAX_PCR_FILL_27M {
+            return;
+        }
+        let step = PCR_INTERVAL_90K.unsigned_abs() * 300;
+        let mut t = step;
+        while t < gap {
+            let cc = self.last_cc(self.pcr_pid);
+            push_pcr_only_packet(self.pcr_pid, cc, (last + t) % PCR_WRAP, out);
+            t += step;
+        }
     }
 }
 

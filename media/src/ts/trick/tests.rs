@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::ts::mux::{Muxer, PMT_PID, StreamSpec};
-use crate::ts::pes::{PesHeader, STREAM_ID_AUDIO, STREAM_ID_VIDEO};
+use crate::ts::pes::PesHeader;
 
 const GOP: u64 = 90_000;
 const FIRST: u64 = 90_000;
@@ -161,20 +161,7 @@ fn plan_refuses_slow_or_non_finite_scales() {
 /// Content from our muxer: video (PCR) and audio, keyframes every 25 frames at 25 fps with
 /// DTS two frames behind PTS. Returns the TS and, per keyframe, (rap, end, pts).
 fn content(keyframes: usize, first_pts: u64) -> (Vec<u8>, Vec<(usize, usize, u64)>) {
-    let mut m = Muxer::new(vec![
-        StreamSpec {
-            stream_type: 0x1B,
-            stream_id: STREAM_ID_VIDEO,
-            language: None,
-            video: true,
-        },
-        StreamSpec {
-            stream_type: 0x0F,
-            stream_id: STREAM_ID_AUDIO,
-            language: None,
-            video: false,
-        },
-    ]);
+    let mut m = Muxer::new(vec![StreamSpec::video(0x1B), StreamSpec::audio(0x0F, None)]);
     let mut out = Vec::new();
     let mut keys = Vec::new();
     for f in 0..keyframes as u64 * 25 {
@@ -258,11 +245,24 @@ fn writer_restamps_drops_audio_and_keeps_counters_continuous() {
         let want = 1_000_000 + n as u64 * 22_500;
         assert_eq!((pts, dts), (want, Some(want - 7200)));
     }
-    // The muxer's keyframe PCR (DTS - lead), moved with the frame; increasing.
-    assert_eq!(p.pcrs.len(), 6);
-    for (n, &(_, pcr)) in p.pcrs.iter().enumerate() {
+    // The muxer's keyframe PCR (DTS - lead), moved with the frame, and PCR-only packets
+    // between frames so that PCRs are never more than the muxer's interval apart.
+    let on_keyframes: Vec<u64> = p
+        .pcrs
+        .iter()
+        .filter(|&&(at, _)| Packet::parse(&out[at * PACKET_LEN..], 0).unwrap().pusi)
+        .map(|&(_, pcr)| pcr)
+        .collect();
+    assert_eq!(on_keyframes.len(), 6);
+    for (n, &pcr) in on_keyframes.iter().enumerate() {
         assert_eq!(pcr, (1_000_000 + n as u64 * 22_500 - 7200 - 63_000) * 300);
     }
+    assert_eq!(p.pcrs.len(), 6 + 5 * 8); // 22_500 / 2_700: 8 fillers per gap
+    assert!(
+        p.pcrs
+            .windows(2)
+            .all(|w| w[1].1 > w[0].1 && w[1].1 - w[0].1 <= 2700 * 300)
+    );
     // The PMT lists only the video stream.
     let pmt_pkt = out.chunks(PACKET_LEN).nth(1).unwrap();
     let pmt = Pmt::parse(Packet::parse(pmt_pkt, 0).unwrap().section()).unwrap();
@@ -304,10 +304,11 @@ fn writer_inserts_a_pcr_when_the_span_has_none() {
     span[2 * PACKET_LEN + 5] &= !0x10;
     let before = out.len() / PACKET_LEN;
     let n = w.push_span(&span, pts, 300_000, &mut out).unwrap();
-    assert_eq!(n, span.len() / PACKET_LEN + 1);
+    assert_eq!(n, 39 + span.len() / PACKET_LEN + 1);
     let p = parse_output(&out);
     let (at, pcr) = *p.pcrs.last().unwrap();
-    assert_eq!((at, pcr), (before + 2, (300_000 - 63_000) * 300));
+    // Fillers first (from PCR 129_800 to 237_000 at 2_700: 39), then PAT and PMT.
+    assert_eq!((at, pcr), (before + 39 + 2, (300_000 - 63_000) * 300));
     let pkt = Packet::parse(&out[at * PACKET_LEN..], 0).unwrap();
     assert!(pkt.pid == 0x100 && !pkt.has_payload());
     // Clamped at 0 near the start of the output timeline.
