@@ -32,6 +32,9 @@ pub enum Error {
     /// A codec or feature we deliberately do not handle.
     #[error("unsupported: {0}")]
     Unsupported(String),
+    /// A trick-play speed we do not serve (RTSP `Scale`): not finite, or slower than 2x.
+    #[error("trick play: scale {scale} is not served (need a finite speed with |scale| >= 2)")]
+    TrickScale { scale: String },
     /// Index file problems: magic, version, checksum, layout.
     #[error("index: {0}")]
     Index(String),

@@ -276,6 +276,29 @@ impl Index {
     }
 }
 
+/// For tests: `n` IDR entries one second apart from PTS 90,000, 100 packets per GOP.
+#[cfg(test)]
+pub(crate) fn synthetic(n: u64) -> Index {
+    Index {
+        content_size: 188 * 100 * n,
+        first_pts: 90_000,
+        duration_90k: n * 90_000,
+        entries: (0..n)
+            .map(|i| Entry {
+                pts: 90_000 + i * 90_000,
+                pcr: 0,
+                offset: i * 188 * 100 + 376,
+                rap_offset: i * 188 * 100,
+                ts_len: 188 * 10,
+                frame_size: 1000,
+                frame_type: FrameType::Idr,
+                parameter_sets: true,
+            })
+            .collect(),
+        ..Index::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -91,10 +91,7 @@ pub fn scan_ts(data: &[u8]) -> Result<(Index, ScanSummary)> {
         sum.packets += 1;
         if p.pid == PID_PAT {
             if p.pusi {
-                let sec = p
-                    .payload
-                    .get(1 + *p.payload.first().unwrap_or(&0) as usize..)
-                    .unwrap_or(&[]);
+                let sec = p.section();
                 let pat = Pat::parse(sec).map_err(|e| Error::invalid("PAT", off, e.to_string()))?;
                 pmt_pid = pat.programs.first().map(|&(_, pid)| pid);
                 last_pat = Some(off);
@@ -103,10 +100,7 @@ pub fn scan_ts(data: &[u8]) -> Result<(Index, ScanSummary)> {
         }
         if Some(p.pid) == pmt_pid {
             if p.pusi && video.is_none() && audio_pids.is_empty() {
-                let sec = p
-                    .payload
-                    .get(1 + *p.payload.first().unwrap_or(&0) as usize..)
-                    .unwrap_or(&[]);
+                let sec = p.section();
                 let pmt = Pmt::parse(sec).map_err(|e| Error::invalid("PMT", off, e.to_string()))?;
                 idx.pcr_pid = pmt.pcr_pid;
                 for s in &pmt.streams {

@@ -7,6 +7,8 @@
 //! - [`packet`]: one packet's header, adaptation field and PCR.
 //! - [`mux`]: our own muxer state (continuity counters, PCR cadence, PAT/PMT repetition, PES
 //!   splitting), because stateless writers get reserved bits and cadence wrong.
+//! - [`trick`]: trick play (RTSP `Scale`): which keyframes to send, and their spans rewritten
+//!   into one continuous, re-stamped, video-only stream.
 
 pub mod demux;
 pub mod framing;
@@ -15,3 +17,4 @@ pub mod packet;
 pub mod pes;
 pub mod psi;
 pub mod stream_type;
+pub mod trick;

@@ -24,6 +24,34 @@ pub const PSI_INTERVAL_90K: i64 = 9_000;
 /// PCR repetition: a PCR-only packet is added before a frame when the last PCR is this old.
 pub const PCR_INTERVAL_90K: i64 = 2_700;
 
+/// Append one packet carrying a whole PSI `section` (pointer field 0, PUSI set, stuffed with
+/// 0xFF) on `pid` with continuity counter `cc`. The caller keeps sections within one packet
+/// (at most 183 bytes).
+pub fn push_section_packet(pid: u16, cc: u8, section: &[u8], out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&[
+        SYNC,
+        0x40 | (pid >> 8) as u8 & 0x1F,
+        pid as u8,
+        0x10 | cc & 0x0F,
+        0,
+    ]);
+    out.extend_from_slice(&section[..section.len().min(PACKET_LEN - 5)]);
+    out.resize(start + PACKET_LEN, 0xFF);
+}
+
+/// Append a packet on `pid` with only an adaptation field carrying `pcr27` (27 MHz). It has no
+/// payload, so `cc` must repeat the PID's last counter (ISO/IEC 13818-1 §2.4.3.3).
+pub fn push_pcr_only_packet(pid: u16, cc: u8, pcr27: u64, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&[SYNC, (pid >> 8) as u8 & 0x1F, pid as u8, 0x20 | cc & 0x0F]);
+    out.extend_from_slice(&[183, 0x10]);
+    let mut pcr = [0u8; 6];
+    write_pcr(pcr27, &mut pcr);
+    out.extend_from_slice(&pcr);
+    out.resize(start + PACKET_LEN, 0xFF);
+}
+
 /// One elementary stream to mux.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamSpec {
@@ -31,6 +59,28 @@ pub struct StreamSpec {
     pub stream_id: u8,
     pub language: Option<String>,
     pub video: bool,
+}
+
+impl StreamSpec {
+    /// A video stream (`0x1B` H.264, `0x24` H.265) with the usual stream id.
+    pub fn video(stream_type: u8) -> StreamSpec {
+        StreamSpec {
+            stream_type,
+            stream_id: pes::STREAM_ID_VIDEO,
+            language: None,
+            video: true,
+        }
+    }
+
+    /// An audio stream (`0x0F` AAC/ADTS, `0x03`/`0x04` MPEG audio) with the usual stream id.
+    pub fn audio(stream_type: u8, language: Option<String>) -> StreamSpec {
+        StreamSpec {
+            stream_type,
+            stream_id: pes::STREAM_ID_AUDIO,
+            language,
+            video: false,
+        }
+    }
 }
 
 /// Where a frame landed in the output.
@@ -138,10 +188,7 @@ impl Muxer {
             (&self.pmt, &mut self.pmt_cc)
         };
         // Our sections fit one packet (PAT 16 bytes; PMT 12 + 5..11 per stream).
-        let start = out.len();
-        out.extend_from_slice(&[SYNC, 0x40 | (pid >> 8) as u8, pid as u8, 0x10 | *cc, 0]);
-        out.extend_from_slice(section);
-        out.resize(start + PACKET_LEN, 0xFF);
+        push_section_packet(pid, *cc, section, out);
         *cc = (*cc + 1) & 0x0F;
         self.written += PACKET_LEN as u64;
     }
@@ -154,18 +201,7 @@ impl Muxer {
     fn push_pcr_only(&mut self, out: &mut Vec<u8>) {
         let pid = self.streams[self.pcr_stream].pid;
         let cc = self.streams[self.pcr_stream].cc;
-        let start = out.len();
-        out.extend_from_slice(&[
-            SYNC,
-            (pid >> 8) as u8,
-            pid as u8,
-            0x20 | cc.wrapping_sub(1) & 0x0F,
-        ]);
-        out.extend_from_slice(&[183, 0x10]);
-        let mut pcr = [0u8; 6];
-        write_pcr(self.pcr27(), &mut pcr);
-        out.extend_from_slice(&pcr);
-        out.resize(start + PACKET_LEN, 0xFF);
+        push_pcr_only_packet(pid, cc.wrapping_sub(1) & 0x0F, self.pcr27(), out);
         self.written += PACKET_LEN as u64;
         self.last_pcr = Some(self.clock);
     }
@@ -313,18 +349,8 @@ mod tests {
 
     fn specs() -> Vec<StreamSpec> {
         vec![
-            StreamSpec {
-                stream_type: 0x1B,
-                stream_id: pes::STREAM_ID_VIDEO,
-                language: None,
-                video: true,
-            },
-            StreamSpec {
-                stream_type: 0x0F,
-                stream_id: pes::STREAM_ID_AUDIO,
-                language: Some("eng".into()),
-                video: false,
-            },
+            StreamSpec::video(0x1B),
+            StreamSpec::audio(0x0F, Some("eng".into())),
         ]
     }
 

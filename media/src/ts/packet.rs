@@ -98,6 +98,13 @@ impl<'a> Packet<'a> {
     pub fn pcr(&self) -> Option<u64> {
         self.adaptation.and_then(|a| a.pcr)
     }
+
+    /// The PSI section that starts in this payload (after the pointer field), for a packet
+    /// with PUSI set; empty when the pointer runs past the payload.
+    pub fn section(&self) -> &'a [u8] {
+        let pointer = self.payload.first().map_or(0, |&p| usize::from(p));
+        self.payload.get(1 + pointer..).unwrap_or(&[])
+    }
 }
 
 /// Read a 6-byte PCR field into 27 MHz units.

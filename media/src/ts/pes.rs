@@ -37,13 +37,35 @@ fn read_ts(b: &[u8]) -> u64 {
         | u64::from(b[4] >> 1)
 }
 
-fn write_ts(prefix: u8, ts: u64, out: &mut Vec<u8>) {
+/// The 5-byte PTS/DTS field: 4-bit `prefix`, 33-bit value, marker bits set.
+fn encode_ts(prefix: u8, ts: u64) -> [u8; 5] {
     let ts = ts & PTS_MASK;
-    out.push((prefix << 4) | (((ts >> 30) as u8 & 0x07) << 1) | 1);
-    out.push((ts >> 22) as u8);
-    out.push((((ts >> 15) as u8) << 1) | 1);
-    out.push((ts >> 7) as u8);
-    out.push(((ts as u8) << 1) | 1);
+    [
+        (prefix << 4) | (((ts >> 30) as u8 & 0x07) << 1) | 1,
+        (ts >> 22) as u8,
+        (((ts >> 15) as u8) << 1) | 1,
+        (ts >> 7) as u8,
+        ((ts as u8) << 1) | 1,
+    ]
+}
+
+fn write_ts(prefix: u8, ts: u64, out: &mut Vec<u8>) {
+    out.extend_from_slice(&encode_ts(prefix, ts));
+}
+
+/// Shift the PTS and DTS of the PES header at the start of `buf` in place by `delta` 90 kHz
+/// ticks, modulo 2^33 (the wire width), keeping each field's prefix nibble and marker bits.
+/// Returns the header as parsed before the shift; `offset` is only used in errors.
+pub fn shift_timestamps(buf: &mut [u8], delta: u64, offset: u64) -> Result<PesHeader> {
+    let h = PesHeader::parse(buf, offset)?;
+    for (at, ts) in [(9usize, h.pts), (14, h.dts)] {
+        let (Some(ts), Some(field)) = (ts, buf.get_mut(at..at + 5)) else {
+            continue;
+        };
+        let prefix = field[0] >> 4;
+        field.copy_from_slice(&encode_ts(prefix, ts.wrapping_add(delta)));
+    }
+    Ok(h)
 }
 
 impl PesHeader {
@@ -162,6 +184,29 @@ mod tests {
         write_header(STREAM_ID_AUDIO, 900, Some(900), 70_000, &mut a);
         let h = PesHeader::parse(&a, 0).unwrap();
         assert_eq!((h.pts, h.dts, h.packet_length), (Some(900), None, 0));
+    }
+
+    #[test]
+    fn shift_wraps_at_33_bits_and_keeps_prefixes() {
+        let mut v = Vec::new();
+        write_header(
+            STREAM_ID_VIDEO,
+            PTS_MASK - 1,
+            Some(PTS_MASK - 3001),
+            10,
+            &mut v,
+        );
+        let before = PesHeader::parse(&v, 0).unwrap();
+        shift_timestamps(&mut v, 3000, 0).unwrap();
+        let h = PesHeader::parse(&v, 0).unwrap();
+        assert_eq!((h.pts, h.dts), (Some(2998), Some(PTS_MASK - 1)));
+        assert_eq!((v[9] >> 4, v[14] >> 4), (0b0011, 0b0001));
+        assert_eq!(h.header_len, before.header_len);
+        let mut a = Vec::new();
+        write_header(STREAM_ID_AUDIO, 900, None, 10, &mut a);
+        shift_timestamps(&mut a, 100, 0).unwrap();
+        assert_eq!(PesHeader::parse(&a, 0).unwrap().pts, Some(1000));
+        assert!(shift_timestamps(&mut [0, 0, 1, 0xE0, 0], 1, 0).is_err());
     }
 
     #[test]
