@@ -498,6 +498,12 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>> {
     let mut content_length = None;
     loop {
         let Some(nl) = window[pos..].iter().position(|&b| b == b'\n') else {
+            // The last field is final once the next line starts with anything but SP/HT.
+            if let (Some(last), Some(&next)) = (fields.last(), buf.get(pos))
+                && !is_ws(next)
+            {
+                check_content_length(last, &mut content_length)?;
+            }
             if buf.len() > MAX_HEAD {
                 return Err(Error::HeadTooLarge { limit: MAX_HEAD });
             }
