@@ -3,7 +3,8 @@
 //! ```toml
 //! store = "./store"
 //! http_listen = "0.0.0.0:8080"
-//! rtsp_listen = "0.0.0.0:8554"   # reserved for the RTSP server
+//! rtsp_listen = "0.0.0.0:8554"
+//! rtsp_session_timeout_secs = 60  # a session not heard from for this long ends
 //! read_deadline_ms = 500          # a node read slower than this fails over to the next replica
 //! heartbeat_ms = 200
 //! missed_beats = 3
@@ -46,6 +47,7 @@ pub struct Config {
     pub read_deadline_ms: u64,
     pub heartbeat_ms: u64,
     pub missed_beats: u32,
+    pub rtsp_session_timeout_secs: u64,
     /// Install the embedded demo clip when the store holds no content.
     pub demo: bool,
     pub device: DeviceSection,
@@ -60,6 +62,7 @@ impl Default for Config {
             read_deadline_ms: 500,
             heartbeat_ms: 200,
             missed_beats: 3,
+            rtsp_session_timeout_secs: 60,
             demo: true,
             device: DeviceSection::default(),
         }

@@ -38,8 +38,8 @@ use storage_device_sim::membership::Health;
 pub type HttpBody = UnsyncBoxBody<Bytes, std::io::Error>;
 
 pub struct Server {
-    pub cluster: Cluster,
-    pub catalog: Catalog,
+    pub cluster: Arc<Cluster>,
+    pub catalog: Arc<Catalog>,
     pub metrics: Arc<Metrics>,
     /// Bytes per storage read (the device's buffer size).
     pub chunk: usize,

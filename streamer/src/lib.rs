@@ -17,3 +17,4 @@ pub mod config;
 pub mod demo;
 pub mod http;
 pub mod metrics;
+pub mod rtsp;

@@ -17,12 +17,13 @@ use streamer::cluster::Cluster;
 use streamer::config::Config;
 use streamer::http::Server;
 use streamer::metrics::Metrics;
+use streamer::rtsp::{RtspConfig, RtspServer};
 
 #[derive(Parser)]
 #[command(
     name = "streamer",
     version,
-    about = "Sluice streaming server (HTTP byte ranges and HLS)"
+    about = "Sluice streaming server (RTSP/RTP, HTTP byte ranges and HLS)"
 )]
 struct Cli {
     /// TOML configuration file; flags override it.
@@ -34,7 +35,7 @@ struct Cli {
     /// HTTP listen address (default 0.0.0.0:8080).
     #[arg(long)]
     http_listen: Option<String>,
-    /// RTSP listen address (default 0.0.0.0:8554; RTSP is not served yet).
+    /// RTSP listen address (default 0.0.0.0:8554).
     #[arg(long)]
     rtsp_listen: Option<String>,
     /// A storage read slower than this fails over to the next replica, milliseconds.
@@ -43,6 +44,9 @@ struct Cli {
     /// Heartbeat interval of the host agents, milliseconds.
     #[arg(long)]
     heartbeat_ms: Option<u64>,
+    /// An RTSP session not heard from for this long ends, seconds (default 60).
+    #[arg(long)]
+    rtsp_session_timeout: Option<u64>,
     /// Do not install the demo clip into an empty store.
     #[arg(long)]
     no_demo: bool,
@@ -74,6 +78,9 @@ fn load_config(cli: &Cli) -> Result<Config> {
     }
     if let Some(ms) = cli.heartbeat_ms {
         cfg.heartbeat_ms = ms;
+    }
+    if let Some(s) = cli.rtsp_session_timeout {
+        cfg.rtsp_session_timeout_secs = s;
     }
     if cli.no_demo {
         cfg.demo = false;
@@ -108,23 +115,49 @@ async fn main() -> Result<()> {
         let mut created = installer::store::Created::default();
         installer::store::Store::open_or_create(&cfg.store, &mut created)?;
     }
-    let cluster = Cluster::start(&cfg.store, &cfg)?;
-    let catalog = Catalog::new(&cfg.store, &cluster.topology);
+    let cluster = Arc::new(Cluster::start(&cfg.store, &cfg)?);
+    let catalog = Arc::new(Catalog::new(&cfg.store, &cluster.topology));
+    let metrics = Arc::new(Metrics::default());
+    let rtsp_listener = tokio::net::TcpListener::bind(&cfg.rtsp_listen)
+        .await
+        .with_context(|| format!("listening on {}", cfg.rtsp_listen))?;
+    let rtsp_local = rtsp_listener.local_addr()?;
+    let rtsp = RtspServer::start(
+        &rtsp_listener,
+        cluster.clone(),
+        catalog.clone(),
+        metrics.clone(),
+        RtspConfig {
+            session_timeout: std::time::Duration::from_secs(cfg.rtsp_session_timeout_secs.max(1)),
+        },
+    )
+    .await
+    .context("starting RTSP")?;
+    tokio::spawn(rtsp.serve(rtsp_listener));
     let listener = tokio::net::TcpListener::bind(&cfg.http_listen)
         .await
         .with_context(|| format!("listening on {}", cfg.http_listen))?;
     let local = listener.local_addr()?;
-    let shown = if local.ip().is_unspecified() {
-        format!("localhost:{}", local.port())
-    } else {
-        local.to_string()
+    let show = |a: std::net::SocketAddr| {
+        if a.ip().is_unspecified() {
+            format!("localhost:{}", a.port())
+        } else {
+            a.to_string()
+        }
     };
+    let shown = show(local);
+    let rtsp_shown = show(rtsp_local);
     println!(
-        "streamer: serving {} on http://{shown}/",
+        "streamer: serving {} on http://{shown}/ and rtsp://{rtsp_shown}/",
         cfg.store.display()
     );
     for c in catalog.all().values() {
         println!("  {}:", c.id);
+        println!("    ffplay rtsp://{rtsp_shown}/{}", c.id);
+        println!(
+            "    ffplay -rtsp_transport tcp rtsp://{rtsp_shown}/{}",
+            c.id
+        );
         println!("    ffplay http://{shown}/content/{}.ts", c.id);
         println!("    ffplay http://{shown}/content/{}/index.m3u8", c.id);
         println!("    vlc http://{shown}/content/{}/index.m3u8", c.id);
@@ -134,7 +167,7 @@ async fn main() -> Result<()> {
         chunk: cfg.device.buffer_size,
         cluster,
         catalog,
-        metrics: Arc::new(Metrics::default()),
+        metrics,
     });
     loop {
         tokio::select! {

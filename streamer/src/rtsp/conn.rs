@@ -1,0 +1,93 @@
+//! One RTSP connection: read, parse (pipelined requests, `$` frames from the client), answer in
+//! order. Everything written to the socket (replies and, for RTP/AVP/TCP sessions, the
+//! interleaved media) goes through one bounded queue drained by a writer task, so a client that
+//! stops reading stalls its own sessions instead of growing memory.
+
+use super::methods;
+use super::server::RtspServer;
+use bytes::{Bytes, BytesMut};
+use rtsp_proto::message::{Message, Response, parse};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+/// Write-queue depth: each item is one reply or one wake-up's batch of RTP packets.
+pub const WRITE_QUEUE: usize = 64;
+
+/// The per-connection context the method handlers need.
+pub struct Conn {
+    pub id: u64,
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    pub tx: mpsc::Sender<Bytes>,
+    /// Interleaved channel pairs handed out on this connection.
+    pub next_channel: u8,
+}
+
+pub async fn serve(server: Arc<RtspServer>, stream: TcpStream, peer: SocketAddr, id: u64) {
+    let local = stream.local_addr().unwrap_or(peer);
+    let (mut rd, mut wr) = stream.into_split();
+    let (tx, mut rx) = mpsc::channel::<Bytes>(WRITE_QUEUE);
+    let writer = tokio::spawn(async move {
+        while let Some(b) = rx.recv().await {
+            if wr.write_all(&b).await.is_err() {
+                break;
+            }
+        }
+        let _ = wr.shutdown().await;
+    });
+    let mut conn = Conn {
+        id,
+        peer,
+        local,
+        tx,
+        next_channel: 0,
+    };
+    let mut buf = BytesMut::with_capacity(4096);
+    'read: loop {
+        loop {
+            match parse(&buf) {
+                Ok(Some((msg, used))) => {
+                    let _ = buf.split_to(used);
+                    match msg {
+                        Message::Request(req) => {
+                            let resp = methods::handle(&server, &mut conn, req).await;
+                            if send(&conn, &resp).await.is_err() {
+                                break 'read;
+                            }
+                        }
+                        // RTCP receiver reports from an interleaved client: signs of life.
+                        Message::Interleaved { .. } => server.touch_connection(id),
+                        Message::Response(_) => {}
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::info!(%peer, error = %e, "bad RTSP request");
+                    server.metrics.request("rtsp", e.status());
+                    let _ = send(
+                        &conn,
+                        &Response::new(e.status()).header("Connection", "close"),
+                    )
+                    .await;
+                    break 'read;
+                }
+            }
+        }
+        match rd.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    server.remove_connection(id);
+    drop(conn);
+    let _ = writer.await;
+}
+
+async fn send(conn: &Conn, resp: &Response) -> Result<(), ()> {
+    let mut out = Vec::with_capacity(256 + resp.body.len());
+    resp.serialize(&mut out);
+    conn.tx.send(Bytes::from(out)).await.map_err(|_| ())
+}
