@@ -51,6 +51,14 @@ impl Probe {
     }
 
     /// The first video stream's frame rate.
+    /// Codec names of the audio and video streams, in order.
+    pub fn codecs(&self) -> Vec<&str> {
+        self.av_streams()
+            .iter()
+            .map(|s| s.codec_name.as_str())
+            .collect()
+    }
+
     pub fn video_frame_rate(&self) -> Option<f64> {
         self.streams
             .iter()

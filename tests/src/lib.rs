@@ -32,6 +32,7 @@ pub mod process;
 pub mod prometheus;
 pub mod ranges;
 pub mod report;
+pub mod rtsp_client;
 pub mod server;
 pub mod snapshot;
 pub mod store;

@@ -41,6 +41,25 @@ pub fn bounded(program: impl AsRef<OsStr>) -> Command {
     cmd
 }
 
+/// `streamer --store STORE` on loopback ports of the kernel's choosing (HTTP and RTSP), without
+/// the demo, under [`bounded`]; `extra` flags are added.
+pub fn streamer_command(store: &std::path::Path, extra: &[&str]) -> Command {
+    let mut cmd = bounded(crate::bin_path::streamer());
+    cmd.arg("--store")
+        .arg(store)
+        .args(["--http-listen", "127.0.0.1:0"])
+        .args(["--rtsp-listen", "127.0.0.1:0", "--no-demo"])
+        .args(extra);
+    cmd
+}
+
+/// The RTSP address in the streamer's ready line (`… and rtsp://ADDR/`).
+pub fn rtsp_address_in(line: &str) -> Option<SocketAddr> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix("rtsp://"))
+        .and_then(|a| a.trim_end_matches('/').parse().ok())
+}
+
 #[derive(Default)]
 struct Lines {
     lines: Vec<String>,

@@ -182,14 +182,9 @@ fn two_hosts(src: &Path, id: &str) -> Content {
     c
 }
 
-/// `streamer --store STORE --http-listen 127.0.0.1:0 --no-demo EXTRA…`, ready.
+/// `streamer --store STORE` on loopback ports, ready.
 fn start_streamer(store: &Path, extra: &[&str]) -> Server {
-    let mut cmd = server::bounded(streamer());
-    cmd.arg("--store")
-        .arg(store)
-        .args(["--http-listen", "127.0.0.1:0", "--no-demo"])
-        .args(extra);
-    Server::start(cmd, "streamer: serving ")
+    Server::start(server::streamer_command(store, extra), "streamer: serving ")
 }
 
 fn url(addr: SocketAddr, path: &str) -> String {
@@ -1202,7 +1197,12 @@ fn embedded_default_installs_and_serves_the_demo() {
     let mut cmd = server::bounded(streamer());
     cmd.current_dir(dir.path())
         .env_remove("SLUICE_STORE")
-        .args(["--http-listen", "127.0.0.1:0"]);
+        .args([
+            "--http-listen",
+            "127.0.0.1:0",
+            "--rtsp-listen",
+            "127.0.0.1:0",
+        ]);
     let srv = Server::start(cmd, "streamer: serving ");
     let addr = srv.addr;
     let mut report = Report::new(format!("the embedded default ({})", srv.command()));
@@ -1265,13 +1265,27 @@ fn embedded_default_installs_and_serves_the_demo() {
                 )
             },
         );
-        let codecs: Vec<&str> = probe
-            .av_streams()
-            .iter()
-            .map(|s| s.codec_name.as_str())
-            .collect();
+        let codecs = probe.codecs();
         report.check(codecs == ["h264", "aac"], || {
             format!("ffprobe {ts_url}: streams {codecs:?}")
+        });
+    }
+    let rtsp_url = lines
+        .iter()
+        .flat_map(|l| l.split_whitespace())
+        .find(|w| w.starts_with("rtsp://") && w.ends_with("/demo"))
+        .map(str::to_owned);
+    report.check(rtsp_url.is_some(), || {
+        format!(
+            "the printed URLs should include rtsp://…/demo:\n{}",
+            lines.join("\n")
+        )
+    });
+    if let Some(u) = &rtsp_url {
+        let probe = ffprobe::probe(Path::new(u));
+        let codecs = probe.codecs();
+        report.check(codecs == ["h264", "aac"], || {
+            format!("ffprobe {u}: streams {codecs:?}")
         });
     }
     if let Some(hls_url) = &hls_url {
@@ -1532,7 +1546,13 @@ fn streamer_reads_go_through_io_uring() {
         .arg(streamer())
         .arg("--store")
         .arg(c.store.path())
-        .args(["--http-listen", "127.0.0.1:0", "--no-demo"]);
+        .args([
+            "--http-listen",
+            "127.0.0.1:0",
+            "--rtsp-listen",
+            "127.0.0.1:0",
+            "--no-demo",
+        ]);
     let mut srv = Server::start(cmd, "streamer: serving ");
     let addr = srv.addr;
     let count = |text: &str| {
