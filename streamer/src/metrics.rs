@@ -1,5 +1,5 @@
 //! Counters behind `/metrics` (Prometheus text format 0.0.4): requests and bytes by route and
-//! status, active sessions (bodies being sent), read latency, failovers; node health is read
+//! status, active sessions (HTTP bodies being sent, RTSP sessions), read latency, failovers; node health is read
 //! from membership when the page is rendered.
 
 use std::collections::BTreeMap;
@@ -19,6 +19,7 @@ pub struct Metrics {
     bytes: Mutex<BTreeMap<&'static str, u64>>,
     refused: Mutex<BTreeMap<&'static str, u64>>,
     active: AtomicU64,
+    rtsp_sessions: AtomicU64,
     failovers: AtomicU64,
     read_buckets: [AtomicU64; BUCKETS.len()],
     read_count: AtomicU64,
@@ -50,6 +51,15 @@ impl Metrics {
 
     pub fn session_ended(&self) {
         self.active.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// An RTSP session's player started (or, with `false`, ended).
+    pub fn rtsp_session(&self, started: bool) {
+        if started {
+            self.rtsp_sessions.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.rtsp_sessions.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 
     pub fn active(&self) -> u64 {
@@ -117,6 +127,16 @@ impl Metrics {
         );
         let _ = writeln!(s, "# TYPE sluice_active_sessions gauge");
         let _ = writeln!(s, "sluice_active_sessions {}", self.active());
+        let _ = writeln!(
+            s,
+            "# HELP sluice_rtsp_sessions RTSP sessions set up and not ended."
+        );
+        let _ = writeln!(s, "# TYPE sluice_rtsp_sessions gauge");
+        let _ = writeln!(
+            s,
+            "sluice_rtsp_sessions {}",
+            self.rtsp_sessions.load(Ordering::Relaxed)
+        );
         let _ = writeln!(
             s,
             "# HELP sluice_node_up Storage node health from heartbeats (1 up, 0 down)."

@@ -167,6 +167,8 @@ struct Run {
     /// Content PTS of the last trick frame queued, for the position.
     trick_pts: u64,
     size: u64,
+    /// The reader's failover count already added to the metrics.
+    failovers_seen: u64,
     /// Scratch buffers reused across wake-ups.
     frame: BytesMut,
 }
@@ -198,10 +200,11 @@ impl Player {
             last_sr: now,
             trick_pts: 0,
             size,
+            failovers_seen: 0,
             frame: BytesMut::new(),
             p: self,
         };
-        r.p.metrics.session_started();
+        r.p.metrics.rtsp_session(true);
         loop {
             r.top_up();
             let next_due = r.next_due();
@@ -220,7 +223,7 @@ impl Player {
                 }
             }
         }
-        r.p.metrics.session_ended();
+        r.p.metrics.rtsp_session(false);
     }
 }
 
@@ -344,6 +347,11 @@ impl Run {
     }
 
     fn arrived(&mut self, (reader, res, restamp): Arrival) {
+        let moved = reader.failovers().saturating_sub(self.failovers_seen);
+        if moved > 0 {
+            self.failovers_seen += moved;
+            self.p.metrics.failovers(moved);
+        }
         self.reader = Some(reader);
         let data = match res {
             Ok(d) => d,
