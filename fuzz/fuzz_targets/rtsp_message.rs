@@ -6,15 +6,18 @@
 
 use libfuzzer_sys::fuzz_target;
 use rtsp_proto::headers::{
-    NptTime, format_rtp_info, format_scale, format_session, parse_range,
-    parse_rtp_info, parse_scale, parse_session, parse_transport,
+    NptTime, format_rtp_info, format_scale, format_session, parse_range, parse_rtp_info,
+    parse_scale, parse_session, parse_transport,
 };
 use rtsp_proto::message::{Message, parse, write_interleaved};
 
 fuzz_target!(|data: &[u8]| {
     let mut rest = data;
     while let Ok(Some((message, consumed))) = parse(rest) {
-        assert!(consumed > 0 && consumed <= rest.len(), "no progress: {consumed}");
+        assert!(
+            consumed > 0 && consumed <= rest.len(),
+            "no progress: {consumed}"
+        );
         check_message(message);
         rest = &rest[consumed..];
     }
@@ -89,7 +92,10 @@ fn check_value(value: &str) {
     }
     if let Ok((id, timeout)) = parse_session(value) {
         let timeout = timeout.unwrap_or(60);
-        assert_eq!(parse_session(&format_session(&id, timeout)), Ok((id, Some(timeout))));
+        assert_eq!(
+            parse_session(&format_session(&id, timeout)),
+            Ok((id, Some(timeout)))
+        );
     }
     if let Ok(entries) = parse_rtp_info(value) {
         let text = format_rtp_info(&entries);
