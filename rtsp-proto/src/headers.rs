@@ -134,8 +134,8 @@ pub fn parse_transport(value: &str) -> Result<Vec<Transport>> {
             match (lower.as_str(), val) {
                 ("unicast", None) => t.unicast = true,
                 ("multicast", None) => t.unicast = false,
-                ("destination", Some(v)) => t.destination = Some(unquote(v).to_owned()),
-                ("source", Some(v)) => t.source = Some(unquote(v).to_owned()),
+                ("destination", Some(v)) => t.destination = address(v).map_err(bad)?,
+                ("source", Some(v)) => t.source = address(v).map_err(bad)?,
                 ("client_port", Some(v)) => {
                     client_port = Some(port_pair::<u16>(v).ok_or_else(|| bad("bad client_port"))?)
                 }
@@ -152,7 +152,13 @@ pub fn parse_transport(value: &str) -> Result<Vec<Transport>> {
                     }
                     t.ssrc = u32::from_str_radix(v, 16).ok();
                 }
-                ("mode", Some(v)) => t.mode = Some(unquote(v).to_owned()),
+                ("mode", Some(v)) => {
+                    let v = unquote(v);
+                    if v.is_empty() || !v.bytes().all(|b| is_tchar(b) || b == b',' || b == b' ') {
+                        return Err(bad("mode is not a list of methods"));
+                    }
+                    t.mode = Some(v.to_owned());
+                }
                 _ => {}
             }
         }
@@ -189,6 +195,24 @@ where
             Some((a, b))
         }
     }
+}
+
+/// A `destination` or `source` host: letters, digits and `.:-_[]%` (names, IPv4, IPv6).
+/// An empty value is the same as none.
+fn address(v: &str) -> std::result::Result<Option<String>, &'static str> {
+    let v = unquote(v);
+    if !v
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b".:-_[]%".contains(&b))
+    {
+        return Err("destination or source is not a host address");
+    }
+    Ok((!v.is_empty()).then(|| v.to_owned()))
+}
+
+/// RFC 2616 `token` characters.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 fn unquote(v: &str) -> &str {
@@ -441,8 +465,9 @@ pub fn format_rtp_info(entries: &[RtpInfo]) -> String {
 
 /// Parses `RTP-Info`. URLs may themselves hold `,` and `;` (RFC 2326 notes the ambiguity), so
 /// an entry starts only at a `,` followed by `url=`, and a `;` ends the URL only when a known
-/// parameter (`seq`, `rtptime`, `ssrc`) follows it.
+/// parameter (`seq`, `rtptime`, `ssrc`) follows it; unknown parameters after that are ignored.
 pub fn parse_rtp_info(value: &str) -> Result<Vec<RtpInfo>> {
+    const KNOWN: [&str; 3] = ["seq", "rtptime", "ssrc"];
     let bad = |reason| Error::BadHeaderValue {
         header: "RTP-Info",
         value: context_str(value),
@@ -450,45 +475,44 @@ pub fn parse_rtp_info(value: &str) -> Result<Vec<RtpInfo>> {
     };
     let mut entries = Vec::new();
     for entry in split_before(value, ',', &["url"]) {
-        let mut params = split_before(entry, ';', &["seq", "rtptime", "ssrc"]).into_iter();
-        let first = params.next().unwrap_or_default().trim();
+        let mut segments = entry.split(';');
+        let first = segments.next().unwrap_or_default();
         let Some((name, url)) = first.split_once('=') else {
             return Err(bad("entry does not start with url="));
         };
-        let url = url.trim();
-        if !name.trim().eq_ignore_ascii_case("url") || url.is_empty() {
+        if !name.trim().eq_ignore_ascii_case("url") {
             return Err(bad("entry does not start with url="));
         }
+        let mut url = url.to_owned();
         let mut info = RtpInfo {
-            url: url.to_owned(),
+            url: String::new(),
             seq: None,
             rtptime: None,
         };
-        for param in params {
-            let Some((name, v)) = param.split_once('=') else {
+        let mut in_params = false;
+        for segment in segments {
+            let param = segment.split_once('=').map(|(n, v)| (n.trim(), v.trim()));
+            let known = param.filter(|(n, _)| KNOWN.iter().any(|k| n.eq_ignore_ascii_case(k)));
+            let Some((name, v)) = known else {
+                if !in_params {
+                    url.push(';');
+                    url.push_str(segment);
+                }
                 continue;
             };
-            let v = v.trim();
+            in_params = true;
             let numeric = !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit());
-            match name.trim().to_ascii_lowercase().as_str() {
-                "seq" => {
-                    info.seq = Some(
-                        v.parse()
-                            .ok()
-                            .filter(|_| numeric)
-                            .ok_or_else(|| bad("bad seq"))?,
-                    )
-                }
-                "rtptime" => {
-                    info.rtptime = Some(
-                        v.parse()
-                            .ok()
-                            .filter(|_| numeric)
-                            .ok_or_else(|| bad("bad rtptime"))?,
-                    )
-                }
-                _ => {}
+            if name.eq_ignore_ascii_case("seq") {
+                let seq = v.parse().ok().filter(|_| numeric);
+                info.seq = Some(seq.ok_or_else(|| bad("bad seq"))?);
+            } else if name.eq_ignore_ascii_case("rtptime") {
+                let rtptime = v.parse().ok().filter(|_| numeric);
+                info.rtptime = Some(rtptime.ok_or_else(|| bad("bad rtptime"))?);
             }
+        }
+        info.url = url.trim().to_owned();
+        if info.url.is_empty() {
+            return Err(bad("empty url"));
         }
         entries.push(info);
     }

@@ -74,11 +74,13 @@ impl Method {
     }
 
     /// The method for a token; an error when `token` is not an RFC 2616 token.
+    /// A token starting with `$` is refused: at the start of a message `$` means an
+    /// interleaved frame, so such a method could not be written and read back.
     pub fn from_token(token: &str) -> Result<Method> {
-        if token.is_empty() || !token.bytes().all(is_tchar) {
+        if token.is_empty() || !token.bytes().all(is_tchar) || token.starts_with('$') {
             return Err(Error::BadRequestLine {
                 line: context(token.as_bytes()),
-                reason: "method is not a token",
+                reason: "method is not a token (or starts with '$')",
             });
         }
         Ok(match token {
@@ -553,6 +555,12 @@ fn strip_cr(line: &[u8]) -> &[u8] {
 }
 
 fn parse_start_line(line: &[u8]) -> Result<StartLine> {
+    if line.first().is_some_and(|&b| is_ws(b)) {
+        return Err(Error::BadRequestLine {
+            line: context(line),
+            reason: "whitespace before the method",
+        });
+    }
     let first_word = line.split(|&b| is_ws(b)).next().unwrap_or_default();
     if first_word.contains(&b'/') {
         return parse_status_line(line);

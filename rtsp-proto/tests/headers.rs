@@ -94,6 +94,9 @@ fn broken_transports_are_errors() {
         "RTP/AVP;client_port=1-2;ssrc=123456789",
         "RTP/AVP;client_port=1-2;ssrc=xyz",
         "RTP/AVP;client_port=1-2;mode=\"PLAY",
+        "RTP/AVP;client_port=1-2;mode=PL\"AY\"",
+        "RTP/AVP;client_port=1-2;destination=\"a,b\"",
+        "RTP/AVP;client_port=1-2;source=a b",
     ] {
         let e = parse_transport(bad).expect_err(bad);
         assert_eq!(e.status(), 400, "{bad}");
@@ -350,6 +353,17 @@ fn rtp_info() {
             rtptime: None
         }
     );
+    // Unknown parameters after a known one are ignored, before one they belong to the URL.
+    let parsed = parse_rtp_info("url=rtsp://h/x;a=b;seq=1;foo=bar;rtptime=2").unwrap();
+    assert_eq!(
+        parsed,
+        [RtpInfo {
+            url: "rtsp://h/x;a=b".into(),
+            seq: Some(1),
+            rtptime: Some(2)
+        }]
+    );
+    assert_eq!(parse_rtp_info(&format_rtp_info(&parsed)).unwrap(), parsed);
     for bad in [
         "",
         "seq=1",

@@ -279,6 +279,14 @@ fn malformed_heads_are_refused() {
         err(b"OPT(ONS * RTSP/1.0\r\n\r\n"),
         Error::BadRequestLine { .. }
     ));
+    // Found by fuzzing: " $X" would become a method that serialises as a `$` frame.
+    for bad in [
+        &b"\t$X * RTSP/1.0\r\n\r\n"[..],
+        b" OPTIONS * RTSP/1.0\r\n\r\n",
+    ] {
+        assert!(matches!(err(bad), Error::BadRequestLine { .. }));
+    }
+    assert!("$X".parse::<Method>().is_err());
     assert!(matches!(
         err(b"OPTIONS *\x01 RTSP/1.0\r\n\r\n"),
         Error::BadRequestLine { .. }
