@@ -204,6 +204,24 @@ impl Client {
         }
     }
 
+    /// Like [`Client::collect`] after a PLAY whose reply is `play`: packets sent before it
+    /// (still in flight after a PAUSE) are dropped; the run starts at the sequence number
+    /// `RTP-Info` names.
+    pub fn collect_run(&mut self, play: &Response, until: Instant) -> (Vec<Packet>, bool) {
+        let seq = play
+            .headers
+            .get("RTP-Info")
+            .and_then(|v| rtsp_proto::headers::parse_rtp_info(v).ok())
+            .and_then(|v| v.first().and_then(|e| e.seq))
+            .unwrap_or_else(|| panic!("PLAY reply without RTP-Info seq: {play:?}"));
+        let (pk, bye) = self.collect(until);
+        let from = pk
+            .iter()
+            .position(|x| x.header.sequence == seq)
+            .unwrap_or(pk.len());
+        (pk[from..].to_vec(), bye)
+    }
+
     /// Every RTP packet until `until` passes or an RTCP BYE arrives; (packets, bye seen).
     pub fn collect(&mut self, until: Instant) -> (Vec<Packet>, bool) {
         let mut v = Vec::new();

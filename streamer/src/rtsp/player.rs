@@ -171,6 +171,9 @@ struct Run {
     failovers_seen: u64,
     /// Scratch buffers reused across wake-ups.
     frame: BytesMut,
+    /// TCP: what the connection's full write queue did not take yet. While it waits, nothing
+    /// else is sent (back-pressure), and commands are still served.
+    blocked: Option<Bytes>,
 }
 
 impl Player {
@@ -202,12 +205,21 @@ impl Player {
             size,
             failovers_seen: 0,
             frame: BytesMut::new(),
+            blocked: None,
             p: self,
         };
         r.p.metrics.rtsp_session(true);
+        let tcp = match &r.p.sink {
+            Sink::Tcp { tx, .. } => Some(tx.clone()),
+            Sink::Udp { .. } => None,
+        };
         loop {
             r.top_up();
-            let next_due = r.next_due();
+            let next_due = if r.blocked.is_some() {
+                None
+            } else {
+                r.next_due()
+            };
             tokio::select! {
                 biased;
                 cmd = rx.recv() => match cmd {
@@ -220,6 +232,12 @@ impl Player {
                 }
                 _ = sleep_until(next_due.unwrap_or_else(tokio::time::Instant::now)), if next_due.is_some() => {
                     r.send_due().await;
+                }
+                permit = async { tcp.as_ref().expect("guarded by the select condition").reserve().await }, if r.blocked.is_some() && tcp.is_some() => {
+                    match permit {
+                        Ok(p) => p.send(r.blocked.take().unwrap_or_default()),
+                        Err(_) => r.playing = false,
+                    }
                 }
             }
         }
@@ -447,9 +465,7 @@ impl Run {
                         tracing::debug!(error = %e, dest = %rtp_dest, "RTP send failed");
                     }
                 }
-                Sink::Tcp {
-                    tx, rtp_channel, ..
-                } => {
+                Sink::Tcp { rtp_channel, .. } => {
                     self.frame.clear();
                     for (h, r) in &batch {
                         self.frame.put_u8(b'$');
@@ -459,9 +475,7 @@ impl Run {
                         self.frame.put_slice(&data[r.clone()]);
                     }
                     let out = self.frame.split().freeze();
-                    if tx.send(out).await.is_err() {
-                        self.playing = false;
-                    }
+                    self.tcp_push(out);
                 }
             }
             self.packets += n;
@@ -523,15 +537,13 @@ impl Run {
             } => {
                 let _ = rtcp.send_to(&pkt, *rtcp_dest).await;
             }
-            Sink::Tcp {
-                tx, rtcp_channel, ..
-            } => {
+            Sink::Tcp { rtcp_channel, .. } => {
                 let mut f = BytesMut::with_capacity(pkt.len() + 4);
                 f.put_u8(b'$');
                 f.put_u8(*rtcp_channel);
                 f.put_u16(pkt.len() as u16);
                 f.put_slice(&pkt);
-                let _ = tx.send(f.freeze()).await;
+                self.tcp_push(f.freeze());
             }
         }
     }
@@ -617,6 +629,26 @@ impl Run {
                     scale: granted,
                 });
             }
+        }
+    }
+
+    /// Hands a frame to the connection's write queue without waiting: when the queue is full
+    /// it waits in `blocked` (joined to what already waits there).
+    fn tcp_push(&mut self, b: Bytes) {
+        let Sink::Tcp { tx, .. } = &self.p.sink else {
+            return;
+        };
+        if let Some(w) = self.blocked.take() {
+            let mut joined = BytesMut::with_capacity(w.len() + b.len());
+            joined.put_slice(&w);
+            joined.put_slice(&b);
+            self.blocked = Some(joined.freeze());
+            return;
+        }
+        match tx.try_send(b) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(b)) => self.blocked = Some(b),
+            Err(mpsc::error::TrySendError::Closed(_)) => self.playing = false,
         }
     }
 
