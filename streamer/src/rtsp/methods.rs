@@ -5,6 +5,7 @@
 
 use super::conn::Conn;
 use super::player::{Command, PlayRequest, Player, Sink, Status};
+use super::pump::Dest;
 use super::server::RtspServer;
 use super::session::{self, Session, State, TransportKind};
 use super::url::{self, TRACK};
@@ -178,11 +179,9 @@ async fn setup(server: &Arc<RtspServer>, conn: &mut Conn, req: &Request) -> Resp
             r.server_port = Some(server.server_ports());
             r.ssrc = Some(ssrc);
             r.source = None;
-            let sink = Sink::Udp {
-                rtp: server.rtp.clone(),
-                rtcp: server.rtcp.clone(),
-                rtp_dest: rtp,
-                rtcp_dest: rtcp,
+            let sink = Sink {
+                lane: server.pump.lane(Dest::Udp { rtp, rtcp }),
+                tcp_channels: None,
             };
             (sink, TransportKind::Udp { rtp, rtcp }, r)
         }
@@ -194,10 +193,11 @@ async fn setup(server: &Arc<RtspServer>, conn: &mut Conn, req: &Request) -> Resp
                 interleaved: Some(ch),
             };
             r.ssrc = Some(ssrc);
-            let sink = Sink::Tcp {
-                tx: conn.tx.clone(),
-                rtp_channel: ch.0,
-                rtcp_channel: ch.1,
+            let sink = Sink {
+                lane: server.pump.lane(Dest::Tcp {
+                    tx: conn.tx.clone(),
+                }),
+                tcp_channels: Some(ch),
             };
             (
                 sink,

@@ -7,7 +7,7 @@
 //! - [`session`]: a session's state and liveness.
 //! - [`player`]: the data path of one session: storage reads, RTP, PCR pacing, RTCP.
 //! - [`pacer`]: sans-IO PCR pacing.
-//! - [`udp`]: batched `sendmmsg` sends.
+//! - [`pump`]: the thread that sends every session's packets on time, batched.
 //! - [`url`]: which content a URL names.
 //!
 //! The wire formats (messages, headers, SDP, RTP/RTCP) are the sans-IO crate `rtsp-proto`.
@@ -16,9 +16,9 @@ pub mod conn;
 pub mod methods;
 pub mod pacer;
 pub mod player;
+pub mod pump;
 pub mod server;
 pub mod session;
-pub mod udp;
 pub mod url;
 
 pub use server::{RtspConfig, RtspServer};

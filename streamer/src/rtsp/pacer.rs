@@ -30,6 +30,8 @@ const PCR_WRAP: u64 = (1u64 << 33) * 300;
 pub struct Payload {
     pub range: Range<usize>,
     pub due_ns: u64,
+    /// Stream position of the payload's first byte.
+    pub pos: u64,
 }
 
 #[derive(Debug, Default)]
@@ -163,7 +165,11 @@ impl Pacer {
         self.last_due = due;
         let range = self.head..self.head + len;
         self.head += len;
-        Some(Payload { range, due_ns: due })
+        Some(Payload {
+            range,
+            due_ns: due,
+            pos,
+        })
     }
 }
 

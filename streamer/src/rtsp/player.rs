@@ -1,8 +1,8 @@
 //! The data path of one RTSP session: read the content through the replica reader, cut it into
-//! RTP packets, pace them by PCR, and send them over UDP or into the RTSP connection (TCP
-//! interleaved). One tokio task per playing session; tokio's timer is a hierarchical wheel, so
-//! thousands of sleeping sessions cost no polling, and each wake-up sends every packet then due
-//! with one system call ([`super::udp::send_batch`]).
+//! RTP packets, give each its PCR-paced due time, and queue them ahead (about [`HORIZON`]) in
+//! the session's [`Lane`] for the pump thread ([`super::pump`]) to send on time, over UDP or
+//! into the RTSP connection (TCP interleaved). The task wakes to refill the lane, for storage
+//! reads and for commands: a few dozen times a second, not once per packet.
 //!
 //! Why the session copies bytes out of the storage buffers: the device's registered buffers are
 //! a shared, fixed pool sized for HTTP throughput, and a paced session would pin one for half a
@@ -14,50 +14,42 @@
 //! PCR ([`media::ts::trick`]), and paces the result by its new PCRs like any other stream.
 
 use super::pacer::Pacer;
-use super::udp;
+use super::pump::{Lane, Out};
 use crate::metrics::Metrics;
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, BytesMut};
 use media::index::Index;
 use media::ts::trick::{TrickPlan, TrickWriter};
 use rtsp_proto::rtp::{self, RtpHeader, SenderReport};
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 use storage_device_sim::replica::ReplicaReader;
-use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::sleep_until;
 
 /// Bytes per storage read.
-const READ_LEN: usize = 64 * 1024;
+const READ_LEN: usize = 32 * 1024;
 /// Read more when fewer bytes than this wait in the pacer.
-const LOW_WATER: usize = 96 * 1024;
+const LOW_WATER: usize = 32 * 1024;
 /// Further behind the schedule than this (a stall, a failover), restart the schedule from now
 /// instead of bursting to catch up.
 const MAX_LATE: Duration = Duration::from_millis(300);
 /// RTCP sender reports this often (RFC 3550 suggests ≥ 5 s).
 const SR_INTERVAL: Duration = Duration::from_secs(5);
-/// Packets per wake-up at most, so one session cannot monopolise a worker.
-const MAX_PER_WAKE: usize = 128;
+/// How far ahead packets are queued for the pump.
+pub const HORIZON: Duration = Duration::from_millis(100);
+/// Refill the lane when less than this is queued.
+const LOW_HORIZON: Duration = Duration::from_millis(50);
+/// How often a session whose TCP connection is not reading looks again.
+const BLOCKED_POLL: Duration = Duration::from_millis(5);
 
-/// Where the packets go.
-pub enum Sink {
-    Udp {
-        rtp: Arc<UdpSocket>,
-        rtcp: Arc<UdpSocket>,
-        rtp_dest: SocketAddr,
-        rtcp_dest: SocketAddr,
-    },
-    /// RTP/AVP/TCP: `$`-framed into the RTSP connection's bounded write queue (back-pressure:
-    /// a slow client slows its own session, never grows memory).
-    Tcp {
-        tx: mpsc::Sender<Bytes>,
-        rtp_channel: u8,
-        rtcp_channel: u8,
-    },
+/// Where the packets go: the session's lane, and for TCP the interleaved channels (RTP, RTCP)
+/// whose `$` framing is written here.
+pub struct Sink {
+    pub lane: Arc<Lane>,
+    pub tcp_channels: Option<(u8, u8)>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -151,8 +143,6 @@ struct Run {
     /// Playing (a PLAY was answered and no PAUSE since).
     playing: bool,
     pacer: Pacer,
-    /// The next payload, taken from the pacer and not yet due.
-    queued: Option<super::pacer::Payload>,
     /// Wall time and stream-clock time that correspond.
     anchor: Option<(Instant, u64)>,
     /// When the last PLAY was answered: the first packet after it is due then.
@@ -169,11 +159,8 @@ struct Run {
     size: u64,
     /// The reader's failover count already added to the metrics.
     failovers_seen: u64,
-    /// Scratch buffers reused across wake-ups.
+    /// Where packets are written before they are split off to the lane.
     frame: BytesMut,
-    /// TCP: what the connection's full write queue did not take yet. While it waits, nothing
-    /// else is sent (back-pressure), and commands are still served.
-    blocked: Option<Bytes>,
 }
 
 impl Player {
@@ -191,7 +178,6 @@ impl Player {
             mode: Mode::Idle,
             playing: false,
             pacer: Pacer::new(),
-            queued: None,
             anchor: None,
             play_wall: now,
             epoch: now,
@@ -205,21 +191,13 @@ impl Player {
             size,
             failovers_seen: 0,
             frame: BytesMut::new(),
-            blocked: None,
             p: self,
         };
         r.p.metrics.rtsp_session(true);
-        let tcp = match &r.p.sink {
-            Sink::Tcp { tx, .. } => Some(tx.clone()),
-            Sink::Udp { .. } => None,
-        };
         loop {
             r.top_up();
-            let next_due = if r.blocked.is_some() {
-                None
-            } else {
-                r.next_due()
-            };
+            r.fill();
+            let wake = r.next_wake();
             tokio::select! {
                 biased;
                 cmd = rx.recv() => match cmd {
@@ -230,17 +208,10 @@ impl Player {
                     r.inflight = None;
                     r.arrived(done);
                 }
-                _ = sleep_until(next_due.unwrap_or_else(tokio::time::Instant::now)), if next_due.is_some() => {
-                    r.send_due().await;
-                }
-                permit = async { tcp.as_ref().expect("guarded by the select condition").reserve().await }, if r.blocked.is_some() && tcp.is_some() => {
-                    match permit {
-                        Ok(p) => p.send(r.blocked.take().unwrap_or_default()),
-                        Err(_) => r.playing = false,
-                    }
-                }
+                _ = sleep_until(wake.unwrap_or_else(tokio::time::Instant::now)), if wake.is_some() => {}
             }
         }
+        r.p.sink.lane.close();
         r.p.metrics.rtsp_session(false);
     }
 }
@@ -402,47 +373,48 @@ impl Run {
         }
     }
 
-    /// When the next payload is due, taking it from the pacer if needed.
-    fn next_due(&mut self) -> Option<tokio::time::Instant> {
-        if !self.playing {
-            return None;
-        }
-        if self.queued.is_none() {
-            self.queued = self.pacer.next_payload();
-        }
-        match &self.queued {
-            Some(p) => Some(self.wall_of(p.due_ns).into()),
-            None if self.pacer.is_finished() && self.inflight.is_none() => {
-                // Everything sent: due now, to say BYE.
-                Some(Instant::now().into())
-            }
-            None => None,
-        }
-    }
-
     fn wall_of(&mut self, due_ns: u64) -> Instant {
         let (w, c) = *self.anchor.get_or_insert((self.play_wall, due_ns));
         w + Duration::from_nanos(due_ns.saturating_sub(c))
     }
 
-    async fn send_due(&mut self) {
-        let now = Instant::now();
-        let mut batch: Vec<([u8; 12], std::ops::Range<usize>)> = Vec::new();
-        while batch.len() < MAX_PER_WAKE {
-            if self.queued.is_none() {
-                self.queued = self.pacer.next_payload();
+    /// When the task should look at its lane again.
+    fn next_wake(&self) -> Option<tokio::time::Instant> {
+        if !self.playing {
+            return None;
+        }
+        let lane = &self.p.sink.lane;
+        if lane.is_blocked() {
+            return Some((Instant::now() + BLOCKED_POLL).into());
+        }
+        match lane.last_due() {
+            Some(d) if self.pacer.pending() > 0 || self.inflight.is_none() => {
+                Some(d.checked_sub(LOW_HORIZON).unwrap_or(d).into())
             }
-            let Some(p) = self.queued.clone() else { break };
+            // Waiting for storage: the read's completion wakes the task.
+            _ => None,
+        }
+    }
+
+    /// Queues packets until the lane holds [`HORIZON`] of them, or the pacer needs data;
+    /// at the end of the run, the RTCP BYE.
+    fn fill(&mut self) {
+        if !self.playing || self.p.sink.lane.is_blocked() {
+            return;
+        }
+        let now = Instant::now();
+        let horizon = now + HORIZON;
+        let mut last = self.p.sink.lane.last_due();
+        while last.is_none_or(|d| d < horizon) {
+            let Some(p) = self.pacer.next_payload() else {
+                break;
+            };
             let mut due = self.wall_of(p.due_ns);
             if now.saturating_duration_since(due) > MAX_LATE {
                 // Far behind (a stall or a failover): restart the schedule here.
                 self.anchor = Some((now, p.due_ns));
                 due = now;
             }
-            if due > now {
-                break;
-            }
-            self.queued = None;
             let h = RtpHeader {
                 marker: std::mem::take(&mut self.marker),
                 payload_type: rtp::PT_MP2T,
@@ -450,56 +422,41 @@ impl Run {
                 timestamp: self.rtp_ts(due),
                 ssrc: self.p.ssrc,
             };
+            let payload = &self.pacer.data()[p.range.clone()];
+            if let Some((ch, _)) = self.p.sink.tcp_channels {
+                self.frame.put_u8(b'$');
+                self.frame.put_u8(ch);
+                self.frame.put_u16((12 + payload.len()) as u16);
+            }
+            self.frame.put_slice(&h.to_bytes());
+            self.frame.put_slice(payload);
+            let bytes = self.frame.split().freeze();
+            self.p.sink.lane.push(Out {
+                due,
+                bytes,
+                rtcp: false,
+                seq: self.seq,
+                pos: p.pos,
+            });
             self.seq = self.seq.wrapping_add(1);
-            batch.push((h.to_bytes(), p.range));
+            self.packets += 1;
+            self.octets += p.range.len() as u64;
+            self.p.status.packets.fetch_add(1, Ordering::Relaxed);
+            last = Some(due);
         }
-        if !batch.is_empty() {
-            let n = batch.len() as u64;
-            let bytes: u64 = batch.iter().map(|(_, r)| r.len() as u64).sum();
-            let data = self.pacer.data();
-            match &self.p.sink {
-                Sink::Udp { rtp, rtp_dest, .. } => {
-                    let pk: Vec<([u8; 12], &[u8])> =
-                        batch.iter().map(|(h, r)| (*h, &data[r.clone()])).collect();
-                    if let Err(e) = udp::send_batch(rtp, *rtp_dest, &pk).await {
-                        tracing::debug!(error = %e, dest = %rtp_dest, "RTP send failed");
-                    }
-                }
-                Sink::Tcp { rtp_channel, .. } => {
-                    self.frame.clear();
-                    for (h, r) in &batch {
-                        self.frame.put_u8(b'$');
-                        self.frame.put_u8(*rtp_channel);
-                        self.frame.put_u16((12 + r.len()) as u16);
-                        self.frame.put_slice(h);
-                        self.frame.put_slice(&data[r.clone()]);
-                    }
-                    let out = self.frame.split().freeze();
-                    self.tcp_push(out);
-                }
-            }
-            self.packets += n;
-            self.octets += bytes;
-            self.p.status.packets.fetch_add(n, Ordering::Relaxed);
-            self.p.metrics.bytes("rtsp", bytes);
-            let keep = self.queued.as_ref().map(|q| q.range.start);
-            let shift = self.pacer.compact(keep);
-            if let Some(q) = &mut self.queued {
-                q.range = q.range.start - shift..q.range.end - shift;
-            }
-            self.publish_position();
+        self.pacer.compact(None);
+        self.publish_position();
+        if self.last_sr.elapsed() >= SR_INTERVAL {
+            self.rtcp(false, last.unwrap_or(now).max(now));
         }
-        let done = self.queued.is_none() && self.pacer.is_finished() && self.inflight.is_none();
-        if done && self.playing {
-            self.finish().await;
-        } else if self.last_sr.elapsed() >= SR_INTERVAL {
-            self.rtcp(false).await;
+        if self.pacer.is_finished() && self.inflight.is_none() {
+            self.finish(last.unwrap_or(now).max(now));
         }
     }
 
-    /// End of the content (or of the requested range): a sender report and BYE, so the
-    /// client ends cleanly instead of waiting for a timeout.
-    async fn finish(&mut self) {
+    /// End of the content (or of the requested range): a sender report and BYE after the last
+    /// packet, so the client ends cleanly instead of waiting for a timeout.
+    fn finish(&mut self, at: Instant) {
         self.playing = false;
         if matches!(self.mode, Mode::Trick { rewind: true, .. }) {
             // Rewound to the start: stay paused at 0 rather than ending the session.
@@ -514,38 +471,39 @@ impl Run {
         }
         self.p.status.ended.store(true, Ordering::Relaxed);
         self.publish_position();
-        self.rtcp(true).await;
+        self.rtcp(true, at);
     }
 
-    async fn rtcp(&mut self, bye: bool) {
+    /// Queues a compound RTCP packet (SR, SDES, and BYE when `bye`) due at `at`.
+    fn rtcp(&mut self, bye: bool, at: Instant) {
         self.last_sr = Instant::now();
         let wall = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default();
+            .unwrap_or_default()
+            + at.saturating_duration_since(Instant::now());
         let sr = SenderReport {
             ssrc: self.p.ssrc,
             ntp: rtp::ntp_from_unix(wall.as_secs(), wall.subsec_nanos()),
-            rtp_time: self.rtp_ts(Instant::now()),
+            rtp_time: self.rtp_ts(at),
             packets: self.packets as u32,
             octets: self.octets as u32,
         };
         let mut pkt = Vec::with_capacity(64);
         rtp::write_rtcp(&sr, &self.p.cname, bye, &mut pkt);
-        match &self.p.sink {
-            Sink::Udp {
-                rtcp, rtcp_dest, ..
-            } => {
-                let _ = rtcp.send_to(&pkt, *rtcp_dest).await;
-            }
-            Sink::Tcp { rtcp_channel, .. } => {
-                let mut f = BytesMut::with_capacity(pkt.len() + 4);
-                f.put_u8(b'$');
-                f.put_u8(*rtcp_channel);
-                f.put_u16(pkt.len() as u16);
-                f.put_slice(&pkt);
-                self.tcp_push(f.freeze());
-            }
+        if let Some((_, ch)) = self.p.sink.tcp_channels {
+            self.frame.put_u8(b'$');
+            self.frame.put_u8(ch);
+            self.frame.put_u16(pkt.len() as u16);
         }
+        self.frame.put_slice(&pkt);
+        let bytes = self.frame.split().freeze();
+        self.p.sink.lane.push(Out {
+            due: at,
+            bytes,
+            rtcp: true,
+            seq: self.seq,
+            pos: 0,
+        });
     }
 
     async fn command(&mut self, c: Command) {
@@ -555,9 +513,13 @@ impl Run {
                 let pos = self.position();
                 // Resume exactly where the sent bytes stop (trick play resumes at 1x from the
                 // keyframe shown last).
+                let unsent = self.p.sink.lane.drain_unsent();
+                if let Some((seq, _)) = unsent {
+                    self.seq = seq;
+                }
                 let resume = match &self.mode {
                     Mode::Normal { end, .. } => {
-                        Some((self.pacer.position() - self.queued_len(), *end))
+                        Some((unsent.map_or(self.pacer.position(), |(_, pos)| pos), *end))
                     }
                     Mode::Trick { .. } => Some((self.seek(pos).0, self.size)),
                     Mode::Idle => None,
@@ -566,13 +528,19 @@ impl Run {
                     self.mode = Mode::Normal { next, end };
                     self.pacer.reset_at(next);
                 }
-                self.queued = None;
                 self.playing = false;
                 self.publish_position();
                 let _ = reply.send(pos);
             }
             Command::Play(req, reply) => {
                 self.settle_read().await;
+                // What was queued and not sent is dropped: the new run takes its sequence
+                // numbers, and a resume at 1x starts at its first byte.
+                let unsent = self.p.sink.lane.drain_unsent();
+                if let Some((seq, _)) = unsent {
+                    self.seq = seq;
+                }
+                let resume = unsent.map_or(self.pacer.position(), |(_, pos)| pos);
                 let ended = self.p.status.ended.load(Ordering::Relaxed);
                 let here = if ended { 0.0 } else { self.position() };
                 let from = req.start.unwrap_or(here).clamp(0.0, self.duration());
@@ -603,7 +571,7 @@ impl Run {
                     Some(s) => s,
                     None => {
                         let (off, npt) = match (&self.mode, req.start) {
-                            (Mode::Normal { next, .. }, None) if !ended => (*next, here),
+                            (Mode::Normal { .. }, None) if !ended => (resume, here),
                             _ => self.seek(from),
                         };
                         let end = self.end_offset(req.end).max(off);
@@ -612,7 +580,6 @@ impl Run {
                         npt
                     }
                 };
-                self.queued = None;
                 self.p.status.ended.store(false, Ordering::Relaxed);
                 let now = Instant::now();
                 self.anchor = None;
@@ -630,29 +597,5 @@ impl Run {
                 });
             }
         }
-    }
-
-    /// Hands a frame to the connection's write queue without waiting: when the queue is full
-    /// it waits in `blocked` (joined to what already waits there).
-    fn tcp_push(&mut self, b: Bytes) {
-        let Sink::Tcp { tx, .. } = &self.p.sink else {
-            return;
-        };
-        if let Some(w) = self.blocked.take() {
-            let mut joined = BytesMut::with_capacity(w.len() + b.len());
-            joined.put_slice(&w);
-            joined.put_slice(&b);
-            self.blocked = Some(joined.freeze());
-            return;
-        }
-        match tx.try_send(b) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(b)) => self.blocked = Some(b),
-            Err(mpsc::error::TrySendError::Closed(_)) => self.playing = false,
-        }
-    }
-
-    fn queued_len(&self) -> u64 {
-        self.queued.as_ref().map_or(0, |q| q.range.len() as u64)
     }
 }

@@ -2,6 +2,7 @@
 //! times sessions out, and the RTCP reader that counts receiver reports as signs of life.
 
 use super::conn;
+use super::pump::Pump;
 use super::session::{Session, TransportKind, now_ms};
 use crate::catalog::{Catalog, Content};
 use crate::cluster::Cluster;
@@ -36,6 +37,7 @@ pub struct RtspServer {
     pub config: RtspConfig,
     pub rtp: Arc<UdpSocket>,
     pub rtcp: Arc<UdpSocket>,
+    pub pump: Pump,
     pub epoch: Instant,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     /// Client RTCP address → session id, for receiver reports.
@@ -77,7 +79,9 @@ impl RtspServer {
         let (rtp, rtcp) = bind_pair(listener.local_addr()?.ip()).await?;
         // Room for bursts of many sessions between two wake-ups of the socket.
         let _ = socket2_sndbuf(&rtp, 4 << 20);
+        let pump = Pump::start(&std_clone(&rtp)?, &std_clone(&rtcp)?, metrics.clone())?;
         let server = Arc::new(RtspServer {
+            pump,
             cluster,
             catalog,
             metrics,
@@ -188,6 +192,12 @@ impl RtspServer {
         cache.insert(key, idx.clone());
         Ok(idx)
     }
+}
+
+/// A std handle on the same socket (the pump thread sends without tokio).
+fn std_clone(s: &UdpSocket) -> std::io::Result<std::net::UdpSocket> {
+    use std::os::fd::AsFd;
+    Ok(std::net::UdpSocket::from(s.as_fd().try_clone_to_owned()?))
 }
 
 fn socket2_sndbuf(s: &UdpSocket, bytes: usize) -> std::io::Result<()> {
