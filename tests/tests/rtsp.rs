@@ -219,24 +219,51 @@ fn ffmpeg_seeks_with_ss() {
 fn gstreamer_rtspsrc_plays_over_udp_and_tcp() {
     let gst = need("gst-launch-1.0");
     let s = start(&[]);
+    let dir = tempfile::tempdir().expect("tempdir");
     let mut report = Report::new(format!("gst-launch-1.0 rtspsrc {}", s.url()));
     let runs: Vec<_> = ["udp", "tcp"]
         .into_iter()
         .map(|t| {
+            let out = dir.path().join(format!("gst-{t}.ts"));
             let mut c = Command::new(&gst);
-            c.args(["-q", "rtspsrc"])
+            c.arg("rtspsrc")
                 .arg(format!("location={}", s.url()))
                 .arg(format!("protocols={t}"))
-                .args(["!", "rtpmp2tdepay", "!", "tsdemux", "!", "fakesink"]);
-            std::thread::spawn(move || (t, timed(&mut c)))
+                .args(["!", "rtpmp2tdepay", "!", "filesink"])
+                .arg(format!("location={}", out.display()));
+            std::thread::spawn(move || (t, timed(&mut c), out))
         })
         .collect();
     for r in runs {
-        let (t, (o, wall)) = r.join().expect("client thread");
+        let (t, (o, wall), out) = r.join().expect("client thread");
         let w = wall.as_secs_f64();
-        report.check(o.success(), || format!("gst over {t} failed\n{o}"));
+        // gst-launch 1.22 sometimes fails its own shutdown after EOS: going to NULL flushes
+        // rtspsrc's connection while rtspsrc is sending the PAUSE it sends on the way
+        // ("Could not send message. (Received end-of-file)" from gst_rtspsrc_pause, with no
+        // byte from the server in between). What counts is that the stream reached EOS and
+        // every byte arrived.
+        let eos = o.stdout.contains("Got EOS from element");
+        let shutdown_race =
+            o.stderr.contains("gst_rtspsrc_pause") || o.stdout.contains("gst_rtspsrc_pause");
+        report.check(eos && (o.success() || shutdown_race), || {
+            format!("gst over {t} did not reach EOS cleanly\n{o}")
+        });
         report.check((w - s.duration).abs() <= 0.1 * s.duration + 0.5, || {
             format!("gst over {t}: {w:.2} s for {:.2} s of media", s.duration)
+        });
+        // Every byte, in order — except that GStreamer 1.22 sometimes loses the last one or
+        // two RTP packets at a BYE (GST_DEBUG shows its jitter buffer pushing them, then the
+        // EOS from rtspsrc's BYE handling overtaking them on the way to the sink; ffmpeg and
+        // our own client get them, see the other tests).
+        let got = fs::read(&out).unwrap_or_default();
+        let tail = s.file.len().saturating_sub(got.len());
+        report.check(s.file.starts_with(&got) && tail <= 2 * 1316, || {
+            format!(
+                "gst over {t} wrote {} bytes; the installed TS has {} (must be a prefix \
+                 missing at most two RTP packets at the end)",
+                got.len(),
+                s.file.len()
+            )
         });
     }
     report.finish();

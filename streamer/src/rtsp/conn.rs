@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// Write-queue depth: each item is one reply or one wake-up's batch of RTP packets.
 pub const WRITE_QUEUE: usize = 64;
@@ -24,6 +24,9 @@ pub struct Conn {
     pub tx: mpsc::Sender<Bytes>,
     /// Interleaved channel pairs handed out on this connection.
     pub next_channel: u8,
+    /// Fired once the current reply is in the write queue: a PLAY's media must not overtake
+    /// its reply (ffmpeg drops interleaved packets that arrive before the PLAY reply).
+    pub after_reply: Option<oneshot::Sender<()>>,
 }
 
 pub async fn serve(server: Arc<RtspServer>, stream: TcpStream, peer: SocketAddr, id: u64) {
@@ -44,6 +47,7 @@ pub async fn serve(server: Arc<RtspServer>, stream: TcpStream, peer: SocketAddr,
         local,
         tx,
         next_channel: 0,
+        after_reply: None,
     };
     let mut buf = BytesMut::with_capacity(4096);
     'read: loop {
@@ -56,6 +60,9 @@ pub async fn serve(server: Arc<RtspServer>, stream: TcpStream, peer: SocketAddr,
                             let resp = methods::handle(&server, &mut conn, req).await;
                             if send(&conn, &resp).await.is_err() {
                                 break 'read;
+                            }
+                            if let Some(go) = conn.after_reply.take() {
+                                let _ = go.send(());
                             }
                         }
                         // RTCP receiver reports from an interleaved client: signs of life.

@@ -57,7 +57,7 @@ async fn dispatch(server: &Arc<RtspServer>, conn: &mut Conn, req: &Request) -> R
         Method::Options => Response::new(200).header("Public", PUBLIC),
         Method::Describe => describe(server, conn, req),
         Method::Setup => setup(server, conn, req).await,
-        Method::Play => play(server, req).await,
+        Method::Play => play(server, conn, req).await,
         Method::Pause => pause(server, req).await,
         Method::Teardown => teardown(server, req),
         Method::GetParameter => get_parameter(server, req),
@@ -237,7 +237,7 @@ async fn setup(server: &Arc<RtspServer>, conn: &mut Conn, req: &Request) -> Resp
         .header("Session", session_header(server, &sess))
 }
 
-async fn play(server: &Arc<RtspServer>, req: &Request) -> Response {
+async fn play(server: &Arc<RtspServer>, conn: &mut Conn, req: &Request) -> Response {
     let s = match with_session(server, req) {
         Ok(s) => s,
         Err(r) => return r,
@@ -269,6 +269,8 @@ async fn play(server: &Arc<RtspServer>, req: &Request) -> Response {
         },
     };
     let (tx, rx) = oneshot::channel();
+    let (go_tx, go) = oneshot::channel();
+    conn.after_reply = Some(go_tx);
     let cmd = Command::Play(
         PlayRequest {
             start,
@@ -276,6 +278,7 @@ async fn play(server: &Arc<RtspServer>, req: &Request) -> Response {
             scale: grant_scale(asked),
         },
         tx,
+        go,
     );
     if s.control.send(cmd).await.is_err() {
         return Response::new(500);
@@ -288,7 +291,14 @@ async fn play(server: &Arc<RtspServer>, req: &Request) -> Response {
         .header("Session", session_header(server, &s))
         .header(
             "Range",
-            format!("npt={}-{}", format_npt(p.start), format_npt(p.end)),
+            // An end only when the client asked for one: players (GStreamer's jitter buffer)
+            // clip what they receive to the reply's range, and the paced stream runs a few
+            // tens of milliseconds past the last frame's time (the mux's PCR lead); the
+            // content's duration is in the SDP's `a=range`.
+            match end {
+                Some(_) => format!("npt={}-{}", format_npt(p.start), format_npt(p.end)),
+                None => format!("npt={}-", format_npt(p.start)),
+            },
         )
         .header(
             "RTP-Info",

@@ -38,6 +38,8 @@ const LOW_WATER: usize = 32 * 1024;
 const MAX_LATE: Duration = Duration::from_millis(300);
 /// RTCP sender reports this often (RFC 3550 suggests ≥ 5 s).
 const SR_INTERVAL: Duration = Duration::from_secs(5);
+/// Time between the last packet of a run and its RTCP BYE.
+const BYE_DELAY: Duration = Duration::from_millis(200);
 /// How far ahead packets are queued for the pump.
 pub const HORIZON: Duration = Duration::from_millis(100);
 /// Refill the lane when less than this is queued.
@@ -70,7 +72,13 @@ pub struct PlayStarted {
 }
 
 pub enum Command {
-    Play(PlayRequest, oneshot::Sender<PlayStarted>),
+    /// Play; the answer goes to the first channel, and no packet is queued before the second
+    /// fires (the reply is on its way to the client).
+    Play(
+        PlayRequest,
+        oneshot::Sender<PlayStarted>,
+        oneshot::Receiver<()>,
+    ),
     /// Answers the position paused at (npt seconds).
     Pause(oneshot::Sender<f64>),
 }
@@ -161,6 +169,8 @@ struct Run {
     failovers_seen: u64,
     /// Where packets are written before they are split off to the lane.
     frame: BytesMut,
+    /// The PLAY reply is not queued yet: hold the packets back.
+    go: Option<oneshot::Receiver<()>>,
 }
 
 impl Player {
@@ -191,6 +201,7 @@ impl Player {
             size,
             failovers_seen: 0,
             frame: BytesMut::new(),
+            go: None,
             p: self,
         };
         r.p.metrics.rtsp_session(true);
@@ -207,6 +218,9 @@ impl Player {
                 done = async { r.inflight.as_mut().expect("guarded by the select condition").await }, if r.inflight.is_some() => {
                     r.inflight = None;
                     r.arrived(done);
+                }
+                _ = async { r.go.as_mut().expect("guarded by the select condition").await }, if r.go.is_some() => {
+                    r.go = None;
                 }
                 _ = sleep_until(wake.unwrap_or_else(tokio::time::Instant::now)), if wake.is_some() => {}
             }
@@ -380,7 +394,7 @@ impl Run {
 
     /// When the task should look at its lane again.
     fn next_wake(&self) -> Option<tokio::time::Instant> {
-        if !self.playing {
+        if !self.playing || self.go.is_some() {
             return None;
         }
         let lane = &self.p.sink.lane;
@@ -399,7 +413,7 @@ impl Run {
     /// Queues packets until the lane holds [`HORIZON`] of them, or the pacer needs data;
     /// at the end of the run, the RTCP BYE.
     fn fill(&mut self) {
-        if !self.playing || self.p.sink.lane.is_blocked() {
+        if !self.playing || self.go.is_some() || self.p.sink.lane.is_blocked() {
             return;
         }
         let now = Instant::now();
@@ -450,7 +464,9 @@ impl Run {
             self.rtcp(false, last.unwrap_or(now).max(now));
         }
         if self.pacer.is_finished() && self.inflight.is_none() {
-            self.finish(last.unwrap_or(now).max(now));
+            // The BYE trails the last packet a little: a client (GStreamer's rtpbin) that sees
+            // it together with the last packets may end before it has played them.
+            self.finish(last.unwrap_or(now).max(now) + BYE_DELAY);
         }
     }
 
@@ -532,7 +548,8 @@ impl Run {
                 self.publish_position();
                 let _ = reply.send(pos);
             }
-            Command::Play(req, reply) => {
+            Command::Play(req, reply, go) => {
+                self.go = Some(go);
                 self.settle_read().await;
                 // What was queued and not sent is dropped: the new run takes its sequence
                 // numbers, and a resume at 1x starts at its first byte.
