@@ -565,7 +565,11 @@ impl Step<'_> {
                     .get_or_insert(format!("keep-alive answered {}", r.status));
                 return;
             }
-            self.fail(i, format!("{st:?} answered {} {}", r.status, r.reason));
+            let url = &self.sess[i].track_url;
+            self.fail(
+                i,
+                format!("{st:?} answered {} {} ({url})", r.status, r.reason),
+            );
             return;
         }
         match st {
@@ -579,7 +583,7 @@ impl Step<'_> {
                     .to_string();
                 // The first a=control after the first m= line.
                 let control = sdp
-                    .split("m=")
+                    .split("\nm=")
                     .nth(1)
                     .and_then(|m| {
                         m.lines()
