@@ -8,7 +8,7 @@
 //! cargo build --release -j2 -p sluice-benches -p streamer -p installer
 //! target/release/rtsp_vs_gst [--hold 15] [--warmup 3] [--steps 25,50,100,...]
 //!                            [--only udp|tcp|sluice|gst] [--server-core 0] [--client-core 1]
-//!                            [--max-loss 0.1] [--max-p99-ms 2] [--stop-p99-ms 100] [--keep]
+//!                            [--max-loss 0.1] [--max-p99-ms 2] [--stop-p99-ms 1000] [--keep]
 //! ```
 //! gst-rtsp-server comes from Debian (`apt-get install gir1.2-gst-rtsp-server-1.0 python3-gi`);
 //! the peer is `benches/scripts/gst_rtsp_vod.py`, run with `/usr/bin/python3`: a
@@ -35,8 +35,9 @@
 //! - `v/core`: N / cores, viewers per fully used core at that load.
 //!
 //! The ramp goes on while a step holds (no session error, loss < `--max-loss` %, rate ≥ 0.97,
-//! p99 < `--stop-p99-ms`, loose so that capacity is explored even when pacing is poor) and
-//! stops after the first that does not. Two figures per server and transport:
+//! p99 < `--stop-p99-ms`, default 1 s: in effect no pacing bound, so that capacity is explored
+//! even when pacing is poor, and one stall caused by another tenant of a shared machine does not
+//! end a ramp) and stops after the first that does not. Two figures per server and transport:
 //! - **strict**: the largest N with loss < `--max-loss` % (0.1) and p99 < `--max-p99-ms` (2 ms)
 //!   — the issue's figure ("viewers per core held"); N itself, since the server has one core;
 //! - **capacity**: the largest N that holds with the loose pacing bound.
@@ -80,7 +81,7 @@ fn parse_opts() -> Result<Opts> {
         client_core: 1,
         max_loss: 0.1,
         max_p99_ms: 2.0,
-        stop_p99_ms: 100.0,
+        stop_p99_ms: 1000.0,
         keep: false,
     };
     let mut args = std::env::args().skip(1);

@@ -25,8 +25,11 @@
 //!   measured: the streamer and gst-rtsp-server both do) has its SSRC learnt from the first
 //!   unknown SSRC that arrives after its PLAY reply; PLAYs of such sessions are then serialised
 //!   (the next PLAY waits for the previous session's first packet) so the attribution is exact.
-//!   Datagrams the client's socket dropped (its receive buffer overflowed: `RcvbufErrors` in
-//!   `/proc/net/snmp`) are reported as `client_drops`, apart from the server's loss.
+//!   Datagrams the client's sockets dropped (receive buffer full: the `drops` column of
+//!   `/proc/net/udp` for our two ports) are reported as `client_drops`; they are counted in
+//!   the loss too (they are missing sequence numbers), so a step with client drops says more
+//!   about the client than about the server. The RTP socket asks for a 256 MiB buffer
+//!   (`SO_RCVBUFFORCE`); the size it got is printed at the start.
 //! - `tcp`: `RTP/AVP/TCP;interleaved=0-1`, the `$` frames read from each session's connection
 //!   and split by `rtsp_proto::message::parse`; arrival time is the time of the `read`.
 //!
@@ -332,22 +335,23 @@ impl StepOut {
     }
 }
 
-/// `RcvbufErrors` of `/proc/net/snmp`'s `Udp:` lines: datagrams dropped for a full socket
-/// buffer, machine-wide (the bench's only UDP receiver is this client).
-fn udp_rcvbuf_errors() -> u64 {
-    let Ok(s) = std::fs::read_to_string("/proc/net/snmp") else {
+/// Datagrams the kernel dropped for a full receive buffer on our UDP sockets (the `drops`
+/// column of `/proc/net/udp` for the local port `port` and the next one), so that the client's
+/// own shortfalls are told apart from the server's losses.
+fn udp_socket_drops(port: u16) -> u64 {
+    let Ok(s) = std::fs::read_to_string("/proc/net/udp") else {
         return 0;
     };
-    let mut udp = s.lines().filter(|l| l.starts_with("Udp: "));
-    let (Some(names), Some(vals)) = (udp.next(), udp.next()) else {
-        return 0;
-    };
-    names
-        .split_whitespace()
-        .zip(vals.split_whitespace())
-        .find(|(n, _)| *n == "RcvbufErrors")
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0)
+    let want = [format!(":{port:04X}"), format!(":{:04X}", port + 1)];
+    s.lines()
+        .skip(1)
+        .filter(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .is_some_and(|local| want.iter().any(|w| local.ends_with(w.as_str())))
+        })
+        .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+        .sum()
 }
 
 fn servers_cpu_s(pids: &[i32]) -> f64 {
@@ -428,6 +432,23 @@ impl Udp {
                     iov_len: HDR_CAP,
                 });
             }
+            let mut got: libc::c_int = 0;
+            let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+            // SAFETY: getsockopt writes an int and its length into what we pass.
+            unsafe {
+                libc::getsockopt(
+                    u.rtp.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_RCVBUF,
+                    (&mut got as *mut libc::c_int).cast(),
+                    &mut len,
+                )
+            };
+            eprintln!(
+                "rtspload: RTP on 127.0.0.1:{port}, RTCP on {}, receive buffer {} KiB",
+                port + 1,
+                got / 1024
+            );
             return Ok(u);
         }
         bail!("no free even/odd UDP port pair on 127.0.0.1")
@@ -939,7 +960,9 @@ fn run_step(o: &Opts, n: usize, udp: Option<&mut Udp>) -> Result<StepOut> {
     st.window = (w0, w0 + (o.hold * 1e9) as i64);
     let tw0 = Instant::now();
     let tw1 = tw0 + Duration::from_secs_f64(o.hold);
-    let (cpu0, srv0, drops0) = (cpu_time().0, servers_cpu_s(&o.pids), udp_rcvbuf_errors());
+    let port = st.udp.as_ref().map_or(0, |u| u.port);
+    let drops = || if port == 0 { 0 } else { udp_socket_drops(port) };
+    let (cpu0, srv0, drops0) = (cpu_time().0, servers_cpu_s(&o.pids), drops());
     while Instant::now() < tw1 {
         st.poll(
             tw1.saturating_duration_since(Instant::now()),
@@ -948,7 +971,7 @@ fn run_step(o: &Opts, n: usize, udp: Option<&mut Udp>) -> Result<StepOut> {
         );
         st.keepalives(Instant::now());
     }
-    let (cpu1, srv1, drops1) = (cpu_time().0, servers_cpu_s(&o.pids), udp_rcvbuf_errors());
+    let (cpu1, srv1, drops1) = (cpu_time().0, servers_cpu_s(&o.pids), drops());
     let window_s = tw0.elapsed().as_secs_f64();
     // Packets already queued that arrived inside the window.
     st.poll(Duration::ZERO, &mut events, &mut batch);
