@@ -7,7 +7,7 @@
 //! ```text
 //! cargo build --release -j2 -p sluice-benches -p streamer -p installer
 //! target/release/rtsp_vs_gst [--hold 15] [--warmup 3] [--steps 25,50,100,...]
-//!                            [--only udp|tcp|sluice|gst] [--server-core 0] [--client-core 1]
+//!                            [--only sluice,gst,udp,tcp] [--server-core 0] [--client-core 1]
 //!                            [--max-loss 0.1] [--max-p99-ms 2] [--stop-p99-ms 1000] [--keep]
 //! ```
 //! gst-rtsp-server comes from Debian (`apt-get install gir1.2-gst-rtsp-server-1.0 python3-gi`);
@@ -27,12 +27,15 @@
 //! - `loss`: RTP sequence gaps over expected packets, all sessions;
 //! - `p99` (and p50, max): pacing error, how late a packet arrived against the schedule its
 //!   RTP timestamps state (arrival − first arrival − (ts − first ts)/90 kHz, minus the
-//!   session's minimum), kernel receive timestamps for UDP;
+//!   session's minimum), kernel receive timestamps for UDP; shown as 1000 when ≥ 1 s;
 //! - `rate`: packets received over what N viewers of this content should receive (the server
 //!   falling behind its schedule shows here, not as loss);
 //! - `cores`: the server's CPU (`utime + stime` from `/proc/PID/stat`, all threads; softirq
 //!   work of loopback delivery is charged to the sender, so both servers pay the same for it);
-//! - `v/core`: N / cores, viewers per fully used core at that load.
+//! - `v/core`: N / cores, viewers per fully used core at that load;
+//! - `client`, `other`: cores used by `rtspload` and by everything else on the machine (other
+//!   tenants: on a shared machine a step with `other` near 1 had its server core taken away,
+//!   and its figures say little; rerun it, e.g. with `--only`).
 //!
 //! The ramp goes on while a step holds (no session error, loss < `--max-loss` %, rate ≥ 0.97,
 //! p99 < `--stop-p99-ms`, default 1 s: in effect no pacing bound, so that capacity is explored
@@ -42,7 +45,8 @@
 //!   — the issue's figure ("viewers per core held"); N itself, since the server has one core;
 //! - **capacity**: the largest N that holds with the loose pacing bound.
 //!
-//! and the ratios sluice/gst of both. `--only` narrows to one transport or one server;
+//! and the ratios sluice/gst of both. `--only` narrows to some servers and/or transports
+//! (`--only sluice,udp`);
 //! `--keep` leaves the last server running and prints its pid (for `perf record -g -p PID`).
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -100,7 +104,7 @@ fn parse_opts() -> Result<Opts> {
             "--keep" => o.keep = true,
             "-h" | "--help" => {
                 println!(
-                    "rtsp_vs_gst [--hold S] [--warmup S] [--steps N,N,...] [--only udp|tcp|sluice|gst] \
+                    "rtsp_vs_gst [--hold S] [--warmup S] [--steps N,N,...] [--only sluice,gst,udp,tcp] \
                      [--server-core C] [--client-core C] [--max-loss PCT] [--max-p99-ms MS] \
                      [--stop-p99-ms MS] [--keep]"
                 );
@@ -227,6 +231,7 @@ struct Step {
     rate: f64,
     cores: f64,
     client_cores: f64,
+    other: f64,
     drops: f64,
     errors: f64,
     pass: bool,
@@ -278,6 +283,7 @@ fn ramp(o: &Opts, srv: &Server, transport: &str, pps: f64) -> Result<Vec<Step>> 
             rate: f("rate"),
             cores: f("server_cores"),
             client_cores: f("client_cpu_s") / f("window_s"),
+            other: f("other_cores"),
             drops: f("client_drops"),
             errors: f("errors"),
             pass: j.contains("\"pass\":true"),
@@ -307,11 +313,13 @@ impl Outcome {
 
 fn main() -> Result<()> {
     let o = parse_opts()?;
-    // `--only` names a server (both transports) or a transport (both servers).
-    let wants = |what: &str, other_kind: [&str; 2]| {
-        o.only
-            .as_deref()
-            .is_none_or(|x| x == what || other_kind.contains(&x))
+    // `--only` lists servers and/or transports; a kind not named is kept whole.
+    let only: Vec<&str> = o
+        .only
+        .as_deref()
+        .map_or(Vec::new(), |x| x.split(',').collect());
+    let wants = |what: &str, kind: [&str; 2]| {
+        only.contains(&what) || !kind.iter().any(|k| only.contains(k))
     };
     let t_all = Instant::now();
     let src = media()?;
@@ -358,11 +366,11 @@ fn main() -> Result<()> {
 
     let transports: Vec<&'static str> = ["udp", "tcp"]
         .into_iter()
-        .filter(|t| wants(t, ["sluice", "gst"]))
+        .filter(|t| wants(t, ["udp", "tcp"]))
         .collect();
     let mut outcomes = Vec::new();
     for server in ["sluice", "gst"] {
-        if !wants(server, ["udp", "tcp"]) {
+        if !wants(server, ["sluice", "gst"]) {
             continue;
         }
         for &transport in &transports {
@@ -391,7 +399,7 @@ fn main() -> Result<()> {
 
     println!();
     println!(
-        "{:<7} {:<4} {:>5} {:>8} {:>7} {:>7} {:>8} {:>6} {:>6} {:>7} {:>6} {:>6}  result",
+        "{:<7} {:<4} {:>5} {:>8} {:>7} {:>7} {:>8} {:>6} {:>6} {:>7} {:>6} {:>6} {:>6}  result",
         "server",
         "tr",
         "N",
@@ -403,12 +411,13 @@ fn main() -> Result<()> {
         "cores",
         "v/core",
         "client",
+        "other",
         "drops"
     );
     for oc in &outcomes {
         for s in &oc.steps {
             println!(
-                "{:<7} {:<4} {:>5} {:>8.4} {:>7.2} {:>7.2} {:>8.2} {:>6.3} {:>6.2} {:>7.0} {:>6.2} {:>6}  {}",
+                "{:<7} {:<4} {:>5} {:>8.4} {:>7.2} {:>7.2} {:>8.2} {:>6.3} {:>6.2} {:>7.0} {:>6.2} {:>6.2} {:>6}  {}",
                 oc.server,
                 oc.transport,
                 s.n,
@@ -418,8 +427,13 @@ fn main() -> Result<()> {
                 s.max,
                 s.rate,
                 s.cores,
-                s.n / s.cores.max(1e-9),
+                if s.cores >= 0.01 {
+                    format!("{:.0}", s.n / s.cores)
+                } else {
+                    "-".into()
+                },
                 s.client_cores,
+                s.other,
                 s.drops,
                 if s.strict(&o) {
                     "strict pass"
