@@ -5,6 +5,7 @@
 //! absolute time: the machine's speed cancels out.
 
 pub mod loadgen;
+pub mod servers;
 
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};

@@ -45,12 +45,14 @@
 
 use anyhow::{Context, Result, anyhow, bail};
 use sluice_benches::loadgen::{GIB, Report, percentile_ms};
+use sluice_benches::servers::{
+    Server, content_path, free_port, loadavg, ratio, run_ok, sibling, strip_ansi, wait_ready,
+};
 use sluice_benches::{bench_dir, clip};
 use std::fs::File;
 use std::io::Write;
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const SMALL_ID: &str = "small4m";
@@ -105,38 +107,6 @@ fn parse_opts() -> Result<Opts> {
         }
     }
     Ok(o)
-}
-
-/// Our other binaries, next to this one in `target/release/`.
-fn sibling(name: &str) -> Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let p = exe.parent().context("exe dir")?.join(name);
-    if !p.exists() {
-        bail!(
-            "{} not found: cargo build --release -j2 -p sluice-benches -p streamer -p installer",
-            p.display()
-        );
-    }
-    Ok(p)
-}
-
-fn run_ok(cmd: &mut Command) -> Result<()> {
-    let st = cmd.status().with_context(|| format!("running {cmd:?}"))?;
-    if !st.success() {
-        bail!("{cmd:?} failed: {st}");
-    }
-    Ok(())
-}
-
-/// `STORE/NODE/ID/content.ts` of an installed content, if any.
-fn content_path(store: &Path, id: &str) -> Option<PathBuf> {
-    for e in std::fs::read_dir(store).ok()?.flatten() {
-        let p = e.path().join(id).join("content.ts");
-        if p.is_file() {
-            return Some(p);
-        }
-    }
-    None
 }
 
 /// The store with the two contents, made once and cached.
@@ -223,65 +193,6 @@ fn media() -> Result<(PathBuf, PathBuf, PathBuf)> {
     let s = content_path(&store, SMALL_ID).context("small content not installed")?;
     let b = content_path(&store, BIG_ID).context("big content not installed")?;
     Ok((store, s, b))
-}
-
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-fn wait_ready(port: u16, child: &mut Child, what: &str) -> Result<()> {
-    let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(30) {
-        if let Some(st) = child.try_wait()? {
-            bail!("{what} exited at start: {st}");
-        }
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    bail!("{what} not listening on port {port} after 30 s")
-}
-
-/// A server process we started; stopped (SIGTERM, then SIGKILL) when dropped.
-struct Server {
-    name: &'static str,
-    child: Child,
-    port: u16,
-    log: PathBuf,
-    keep: bool,
-}
-
-impl Server {
-    /// The pids whose CPU counts: the process and its children (nginx's workers).
-    fn pids(&self) -> Vec<i32> {
-        let pid = self.child.id() as i32;
-        let mut v = vec![pid];
-        if let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")) {
-            v.extend(s.split_whitespace().filter_map(|x| x.parse::<i32>().ok()));
-        }
-        v
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if self.keep {
-            return;
-        }
-        let pid = self.child.id() as i32;
-        // SAFETY: signalling our own child by its pid.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-        let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(5) {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn start_nginx(dir: &Path, small: &Path, big: &Path, o: &Opts) -> Result<Server> {
@@ -384,12 +295,6 @@ struct Case {
     conns: usize,
 }
 
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
-}
-
 /// One `httpload` run of `duration` seconds (after the warm-up) against `srv`.
 fn run_load(o: &Opts, srv: &Server, case: &Case, duration: f64, lat: &Path) -> Result<Report> {
     let url = format!("http://127.0.0.1:{}/content/{}.ts", srv.port, case.id);
@@ -447,32 +352,6 @@ fn merge(parts: Vec<Report>) -> Report {
     m.p99_ms = percentile_ms(&m.lat_us, 0.99);
     m.max_ms = m.lat_us.last().map_or(0.0, |&u| u as f64 / 1000.0);
     m
-}
-
-/// Drops terminal colour sequences (`ESC [ ... m`) from a log line.
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut it = s.chars();
-    while let Some(c) = it.next() {
-        if c == '\x1b' {
-            for d in it.by_ref() {
-                if d.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-fn ratio(a: f64, b: f64) -> String {
-    if b > 0.0 {
-        format!("{:.2}x", a / b)
-    } else {
-        "-".into()
-    }
 }
 
 fn main() -> Result<()> {
