@@ -58,18 +58,25 @@ impl Setup {
 
 /// The demo clip installed as `demo`, and a streamer serving it (`extra` flags added).
 fn start(extra: &[&str]) -> Setup {
+    start_with(
+        &workspace_root().join("media-fixtures/demo/demo.mp4"),
+        extra,
+    )
+}
+
+/// `src` installed as `demo`, and a streamer serving it.
+fn start_with(src: &Path, extra: &[&str]) -> Setup {
     let store = tempfile::Builder::new()
         .prefix("sluice-rtsp-")
         .tempdir()
         .expect("tempdir");
-    let src = workspace_root().join("media-fixtures/demo/demo.mp4");
     let out = process::run(
         install_content_cmd(store.path())
             .arg("add")
-            .arg(&src)
+            .arg(src)
             .args(["--id", "demo"]),
     );
-    assert!(out.success(), "installing the demo failed\n{out}");
+    assert!(out.success(), "installing {} failed\n{out}", src.display());
     let copy = store::installed(store.path(), "demo");
     let file = fs::read(copy.join("content.ts")).expect("read content.ts");
     let index = Index::parse(&fs::read(copy.join("index.sidx")).expect("read index"))
@@ -173,6 +180,79 @@ fn ffmpeg_pulls_in_real_time_over_udp_and_tcp() {
         report.check(codecs == ["h264", "aac"], || {
             format!("the {t} capture has streams {codecs:?}")
         });
+    }
+    report.finish();
+}
+
+/// A 6 Mbit/s 720p clip whose keyframes (70–170 KB) each sit between two PCRs, far more
+/// than one storage read: ffmpeg still pulls it over UDP and TCP in real time and complete.
+#[test]
+fn high_bitrate_content_keeps_real_time_pace() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("big.mp4");
+    let enc = process::run(
+        Command::new(ffprobe::tool("ffmpeg"))
+            .args(["-nostdin", "-v", "error", "-y"])
+            .args([
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=1280x720:rate=25:duration=6",
+            ])
+            .args(["-f", "lavfi", "-i", "sine=duration=6"])
+            .args([
+                "-vf",
+                "noise=alls=20:allf=t",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+            ])
+            .args(["-b:v", "6M", "-maxrate", "6M", "-bufsize", "3M", "-g", "50"])
+            .args(["-c:a", "aac", "-shortest"])
+            .arg(&src),
+    );
+    assert!(enc.success(), "encoding the clip failed\n{enc}");
+    let s = start_with(&src, &[]);
+    let mut report = Report::new(format!("ffmpeg pulling 6 Mbit/s from {}", s.url()));
+    let runs: Vec<_> = ["udp", "tcp"]
+        .into_iter()
+        .map(|t| {
+            let out = dir.path().join(format!("{t}.ts"));
+            let url = s.url();
+            std::thread::spawn(move || {
+                let (o, wall) = timed(&mut ffmpeg_pull(
+                    &url,
+                    t,
+                    &["-buffer_size", "8388608"],
+                    &out,
+                ));
+                (t, o, wall, out)
+            })
+        })
+        .collect();
+    for r in runs {
+        let (t, o, wall, out) = r.join().expect("client thread");
+        let w = wall.as_secs_f64();
+        report.check(o.success() && o.stderr.trim().is_empty(), || {
+            format!("ffmpeg over {t} failed or complained\n{o}")
+        });
+        report.check((w - s.duration).abs() <= 0.1 * s.duration + 0.5, || {
+            format!(
+                "over {t}: {w:.2} s of wall time for {:.2} s of media",
+                s.duration
+            )
+        });
+        let p = ffprobe::probe(&out);
+        report.check(
+            p.duration.is_some_and(|d| (d - s.duration).abs() <= 0.3),
+            || {
+                format!(
+                    "the {t} capture lasts {:?} s, the clip {:.2} s",
+                    p.duration, s.duration
+                )
+            },
+        );
     }
     report.finish();
 }

@@ -171,6 +171,8 @@ struct Run {
     frame: BytesMut,
     /// The PLAY reply is not queued yet: hold the packets back.
     go: Option<oneshot::Receiver<()>>,
+    /// The pacer could not give a payload from what it holds: it needs more bytes.
+    starved: bool,
 }
 
 impl Player {
@@ -202,12 +204,15 @@ impl Player {
             failovers_seen: 0,
             frame: BytesMut::new(),
             go: None,
+            starved: false,
             p: self,
         };
         r.p.metrics.rtsp_session(true);
         loop {
             r.top_up();
             r.fill();
+            // Filling may have found the pacer starved: read now, not at the next wake-up.
+            r.top_up();
             let wake = r.next_wake();
             tokio::select! {
                 biased;
@@ -307,7 +312,12 @@ impl Run {
 
     /// Start the next storage read when the pacer runs low.
     fn top_up(&mut self) {
-        if !self.playing || self.inflight.is_some() || self.pacer.pending() >= LOW_WATER {
+        // Read when little is buffered, or when what is buffered cannot be paced yet (a large
+        // keyframe between two PCRs can exceed the low-water mark).
+        if !self.playing
+            || self.inflight.is_some()
+            || (self.pacer.pending() >= LOW_WATER && !self.starved)
+        {
             return;
         }
         let Some(reader) = self.reader.take() else {
@@ -350,6 +360,7 @@ impl Run {
     }
 
     fn arrived(&mut self, (reader, res, restamp): Arrival) {
+        self.starved = false;
         let moved = reader.failovers().saturating_sub(self.failovers_seen);
         if moved > 0 {
             self.failovers_seen += moved;
@@ -421,6 +432,7 @@ impl Run {
         let mut last = self.p.sink.lane.last_due();
         while last.is_none_or(|d| d < horizon) {
             let Some(p) = self.pacer.next_payload() else {
+                self.starved = !self.pacer.is_finished();
                 break;
             };
             let mut due = self.wall_of(p.due_ns);
