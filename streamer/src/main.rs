@@ -7,9 +7,6 @@
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use std::path::PathBuf;
 use std::sync::Arc;
 use streamer::catalog::Catalog;
@@ -183,12 +180,7 @@ async fn main() -> Result<()> {
                 };
                 let _ = stream.set_nodelay(true);
                 let server = server.clone();
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req| server.clone().handle(peer, req));
-                    if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await {
-                        tracing::debug!(error = %e, "connection ended");
-                    }
-                });
+                tokio::spawn(streamer::http1::serve(server, stream, peer));
             }
             _ = tokio::signal::ctrl_c() => {
                 eprintln!("streamer: stopping");

@@ -1,0 +1,156 @@
+//! Sending a content body: from the storage nodes to the client's socket, with no copy through
+//! user memory when the bytes come from a local node.
+//!
+//! # The path, and why it won
+//!
+//! For each chunk (the device's buffer size, 1 MiB by default) the replica reader asks the
+//! current replica's device to `SPLICE` the file's pages into this connection's pipe
+//! ([`storage_device_sim::pipe`]); the device's ring thread does it (a cold page is read by an
+//! io_uring worker, so this event loop never blocks on the disk), applies the node's knobs
+//! (bandwidth, latency, EIO, stall, crash) while the bytes wait in the pipe, and answers with
+//! the count. This task then `splice(2)`s the pipe into the socket (non-blocking, driven by
+//! the socket's readiness). The pipe carries page references: page cache → socket with no
+//! copy at all in this process, which is what `sendfile(2)` gives nginx.
+//!
+//! `benches/src/bin/sendpath.rs` measured the candidates on one 1 GiB file in the page cache,
+//! loopback, 1 MiB random ranges (numbers in that file's report and in DESIGN.md §5):
+//!
+//! - copy through a registered buffer (the old path: ring `READ_FIXED`, then `write`): two
+//!   copies, the most CPU per GiB and the lowest throughput;
+//! - io_uring `SEND_ZC` from the registered buffer: the read copy stays, and on loopback the
+//!   "zero-copy" send is copied on delivery anyway (the kernel must not let a receiver see
+//!   user pages that may change), plus a notification per send: no better than the copy;
+//! - `sendfile(2)`: no copy, but it reads the file in the caller's thread, blocking the event
+//!   loop on a cold page, and it cannot apply the simulated device's knobs;
+//! - io_uring `SPLICE` file → pipe → socket linked in the ring: no copy, but the socket send
+//!   then runs in the ring (or an io_uring worker) and a slow client holds a ring slot;
+//! - ring `SPLICE` file → pipe, then `splice` pipe → socket here: no copy, as cheap as
+//!   `sendfile` per GiB, the ring never waits for a client, and the knobs still apply. Chosen.
+//!
+//! Failover stays byte-exact: a failed or abandoned splice throws the pipe away (its content is
+//! unknown) and the next replica splices the same offset into a fresh one; bytes reach the
+//! socket only after a splice succeeded. A replica that cannot splice (a remote
+//! `storage-node`, an `O_DIRECT` device) returns `Bytes`, written with `write` as before.
+
+use crate::http::ContentBody;
+use crate::metrics::Metrics;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::time::Instant;
+use storage_device_sim::pipe::SplicePipe;
+use storage_device_sim::replica::Chunk;
+use tokio::io::Interest;
+use tokio::net::TcpStream;
+
+/// Counts the body as an active session while it is being sent.
+struct Session<'a>(&'a Metrics);
+
+impl<'a> Session<'a> {
+    fn start(m: &'a Metrics) -> Session<'a> {
+        m.session_started();
+        Session(m)
+    }
+}
+
+impl Drop for Session<'_> {
+    fn drop(&mut self) {
+        self.0.session_ended();
+    }
+}
+
+/// Send `body` on `stream`, `chunk` bytes per storage read. `pipe` is the connection's pipe,
+/// kept across requests (made on first use, replaced after a failure). An error means the
+/// response is cut: the caller closes the connection.
+pub async fn send_content(
+    stream: &TcpStream,
+    mut body: ContentBody,
+    chunk: usize,
+    pipe: &mut Option<Arc<SplicePipe>>,
+    metrics: &Metrics,
+) -> io::Result<()> {
+    let _session = Session::start(metrics);
+    if pipe.is_none() {
+        // Without a pipe (fd limit), send_at makes one per attempt or reads instead.
+        *pipe = SplicePipe::new(chunk).ok().map(Arc::new);
+    }
+    let mut pos = body.start;
+    let mut failovers_seen = body.reader.failovers();
+    while pos < body.end {
+        let len = ((body.end - pos) as usize).min(chunk.max(4096));
+        let started = Instant::now();
+        let res = body.reader.send_at(pos, len, pipe).await;
+        metrics.observe_read(started.elapsed());
+        let f = body.reader.failovers();
+        if f > failovers_seen {
+            metrics.failovers(f - failovers_seen);
+            failovers_seen = f;
+        }
+        let n = match res {
+            Ok(Chunk::Piped(n)) if n > 0 => {
+                let n = n.min(len);
+                if let Some(p) = pipe.as_ref() {
+                    let drained = drain(stream, p, n).await;
+                    if drained.is_err() {
+                        // Part of the chunk may still be in the pipe.
+                        *pipe = None;
+                    }
+                    drained?;
+                }
+                n
+            }
+            Ok(Chunk::Bytes(b)) if !b.is_empty() => {
+                let n = b.len().min(len);
+                write_all(stream, &b[..n]).await?;
+                n
+            }
+            Ok(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("content ended at byte {pos} before {}", body.end),
+                ));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "read failed on every replica: response cut");
+                return Err(io::Error::other(e.to_string()));
+            }
+        };
+        pos += n as u64;
+        metrics.bytes(body.route, n as u64);
+    }
+    Ok(())
+}
+
+/// Move `n` bytes from the pipe into the socket, waiting for the socket to take them.
+async fn drain(stream: &TcpStream, pipe: &SplicePipe, mut n: usize) -> io::Result<()> {
+    let fd = stream.as_raw_fd();
+    while n > 0 {
+        stream.writable().await?;
+        match stream.try_io(Interest::WRITABLE, || pipe.splice_to(fd, n)) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "pipe empty before the chunk was sent",
+                ));
+            }
+            Ok(k) => n -= k,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// `write_all` on a shared `&TcpStream`.
+pub async fn write_all(stream: &TcpStream, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        stream.writable().await?;
+        match stream.try_write(buf) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(k) => buf = &buf[k..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
