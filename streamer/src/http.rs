@@ -1,4 +1,4 @@
-//! The HTTP face (hyper 1.x, HTTP/1.1).
+//! The HTTP face (HTTP/1.1; request and response types from the `http` crate via hyper).
 //!
 //! ```text
 //! GET|HEAD /content/ID.ts               the content TS: Range (single, suffix, open-ended), 206/416,

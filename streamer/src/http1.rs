@@ -22,7 +22,7 @@
 //!   client sees a short body, never a wrong one.
 
 use crate::http::{Body, Server};
-use crate::send::{send_content, write_all};
+use crate::send::{Pipes, send_content, write_all};
 use bytes::{Buf, Bytes, BytesMut};
 use hyper::header::{self, HeaderValue};
 use hyper::http::request::Parts;
@@ -31,7 +31,6 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use storage_device_sim::pipe::SplicePipe;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
@@ -147,8 +146,8 @@ struct Conn {
     stream: TcpStream,
     peer: SocketAddr,
     buf: BytesMut,
-    /// The connection's splice pipe (see `crate::send`), made on the first content body.
-    pipe: Option<Arc<SplicePipe>>,
+    /// The connection's splice pipes (see `crate::send`), made on the first content body.
+    pipes: Pipes,
 }
 
 impl Conn {
@@ -158,7 +157,7 @@ impl Conn {
             stream,
             peer,
             buf: BytesMut::with_capacity(4096),
-            pipe: None,
+            pipes: [None, None],
         }
     }
 
@@ -289,7 +288,14 @@ impl Conn {
                 // The head waits (MSG_MORE) to leave in the same segment as the body's start.
                 write_more(&self.stream, &head).await?;
                 let metrics = self.server.metrics.clone();
-                send_content(&self.stream, c, self.server.chunk, &mut self.pipe, &metrics).await
+                send_content(
+                    &self.stream,
+                    c,
+                    self.server.chunk,
+                    &mut self.pipes,
+                    &metrics,
+                )
+                .await
             }
             Body::Content(_) => write_all(&self.stream, &head).await,
         }

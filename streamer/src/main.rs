@@ -101,6 +101,7 @@ async fn main() -> Result<()> {
         .with_target(false)
         .init();
     let cfg = load_config(&cli)?;
+    raise_fd_limit();
     if cfg.demo && !has_content(&cfg.store) {
         eprintln!(
             "streamer: the store {} is empty: installing the demo clip",
@@ -186,6 +187,24 @@ async fn main() -> Result<()> {
                 eprintln!("streamer: stopping");
                 return Ok(());
             }
+        }
+    }
+}
+
+/// Raise the soft limit on open files to the hard one: each HTTP connection holds its socket
+/// and two splice pipes (four fds, see `streamer::send`), so the usual soft limit of 1024 would
+/// cap the server near 250 clients. (A connection that cannot get a pipe still works: its
+/// bodies are read into memory and written.)
+fn raise_fd_limit() {
+    let mut l = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain syscalls on a live struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 && l.rlim_cur < l.rlim_max {
+            l.rlim_cur = l.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &l);
         }
     }
 }

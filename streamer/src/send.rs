@@ -39,7 +39,7 @@ use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Instant;
 use storage_device_sim::pipe::SplicePipe;
-use storage_device_sim::replica::Chunk;
+use storage_device_sim::replica::{Chunk, ReplicaReader};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
@@ -59,66 +59,132 @@ impl Drop for Session<'_> {
     }
 }
 
-/// Send `body` on `stream`, `chunk` bytes per storage read. `pipe` is the connection's pipe,
-/// kept across requests (made on first use, replaced after a failure). An error means the
-/// response is cut: the caller closes the connection.
+/// The connection's two pipes: one going out to the socket while the ring fills the other.
+pub type Pipes = [Option<Arc<SplicePipe>>; 2];
+
+/// Send `body` on `stream`, `chunk` bytes per storage read. `pipes` are the connection's,
+/// kept across requests (made on first use, replaced after a failure). Chunk k+1 is fetched
+/// (spliced into the other pipe by the ring) while chunk k goes out, so the socket does not
+/// wait for the ring between chunks. An error means the response is cut: the caller closes the
+/// connection.
 pub async fn send_content(
     stream: &TcpStream,
     mut body: ContentBody,
     chunk: usize,
-    pipe: &mut Option<Arc<SplicePipe>>,
+    pipes: &mut Pipes,
     metrics: &Metrics,
 ) -> io::Result<()> {
     let _session = Session::start(metrics);
-    if pipe.is_none() {
-        // Without a pipe (fd limit), send_at makes one per attempt or reads instead.
-        *pipe = SplicePipe::new(chunk).ok().map(Arc::new);
-    }
-    let mut pos = body.start;
+    let chunk = chunk.max(4096);
+    let len_at = |pos: u64| ((body.end - pos) as usize).min(chunk);
     let mut failovers_seen = body.reader.failovers();
-    while pos < body.end {
-        let len = ((body.end - pos) as usize).min(chunk.max(4096));
-        let started = Instant::now();
-        let res = body.reader.send_at(pos, len, pipe).await;
-        metrics.observe_read(started.elapsed());
+    let mut cur = 0;
+    let mut pos = body.start;
+    let mut fetched = fetch(
+        &mut body.reader,
+        pos,
+        len_at(pos),
+        &mut pipes[cur],
+        chunk,
+        metrics,
+    )
+    .await;
+    loop {
         let f = body.reader.failovers();
         if f > failovers_seen {
             metrics.failovers(f - failovers_seen);
             failovers_seen = f;
         }
-        let n = match res {
-            Ok(Chunk::Piped(n)) if n > 0 => {
-                let n = n.min(len);
-                if let Some(p) = pipe.as_ref() {
-                    let drained = drain(stream, p, n).await;
-                    if drained.is_err() {
-                        // Part of the chunk may still be in the pipe.
-                        *pipe = None;
-                    }
-                    drained?;
-                }
-                n
-            }
-            Ok(Chunk::Bytes(b)) if !b.is_empty() => {
-                let n = b.len().min(len);
-                write_all(stream, &b[..n]).await?;
-                n
-            }
-            Ok(_) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    format!("content ended at byte {pos} before {}", body.end),
-                ));
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "read failed on every replica: response cut");
-                return Err(io::Error::other(e.to_string()));
-            }
+        let (chunk_now, n) = checked(fetched, len_at(pos), pos, body.end)?;
+        let next = pos + n as u64;
+        let pipe = pipes[cur].clone();
+        let out = deliver(stream, chunk_now, n, pipe.as_deref());
+        let sent = if next < body.end {
+            let other = 1 - cur;
+            let prefetch = fetch(
+                &mut body.reader,
+                next,
+                len_at(next),
+                &mut pipes[other],
+                chunk,
+                metrics,
+            );
+            let (sent, got) = tokio::join!(out, prefetch);
+            fetched = got;
+            sent
+        } else {
+            fetched = Ok(Chunk::Piped(0));
+            out.await
         };
-        pos += n as u64;
+        if sent.is_err() {
+            // Part of the chunk may still be in the pipe.
+            pipes[cur] = None;
+        }
+        sent?;
         metrics.bytes(body.route, n as u64);
+        pos = next;
+        if pos >= body.end {
+            return Ok(());
+        }
+        cur = 1 - cur;
     }
-    Ok(())
+}
+
+/// One chunk from the replicas, into `pipe` (made here, `chunk` bytes, if there is none).
+async fn fetch(
+    reader: &mut ReplicaReader,
+    pos: u64,
+    len: usize,
+    pipe: &mut Option<Arc<SplicePipe>>,
+    chunk: usize,
+    metrics: &Metrics,
+) -> storage_device_sim::Result<Chunk> {
+    if pipe.is_none() {
+        // Without a pipe (fd limit), send_at makes one per attempt or reads instead.
+        *pipe = SplicePipe::new(chunk).ok().map(Arc::new);
+    }
+    let started = Instant::now();
+    let res = reader.send_at(pos, len, pipe).await;
+    metrics.observe_read(started.elapsed());
+    res
+}
+
+/// The chunk and how many of its bytes to send, or why the response must be cut.
+fn checked(
+    fetched: storage_device_sim::Result<Chunk>,
+    len: usize,
+    pos: u64,
+    end: u64,
+) -> io::Result<(Chunk, usize)> {
+    match fetched {
+        Ok(Chunk::Piped(n)) if n > 0 => Ok((Chunk::Piped(n), n.min(len))),
+        Ok(Chunk::Bytes(b)) if !b.is_empty() => {
+            let n = b.len().min(len);
+            Ok((Chunk::Bytes(b), n))
+        }
+        Ok(_) => Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("content ended at byte {pos} before {end}"),
+        )),
+        Err(e) => {
+            tracing::warn!(error = %e, "read failed on every replica: response cut");
+            Err(io::Error::other(e.to_string()))
+        }
+    }
+}
+
+/// Send `n` bytes of a chunk: drained from the pipe it was spliced into, or written.
+async fn deliver(
+    stream: &TcpStream,
+    c: Chunk,
+    n: usize,
+    pipe: Option<&SplicePipe>,
+) -> io::Result<()> {
+    match (c, pipe) {
+        (Chunk::Piped(_), Some(p)) => drain(stream, p, n).await,
+        (Chunk::Piped(_), None) => Err(io::Error::other("spliced chunk without a pipe")),
+        (Chunk::Bytes(b), _) => write_all(stream, &b[..n]).await,
+    }
 }
 
 /// Move `n` bytes from the pipe into the socket, waiting for the socket to take them.
