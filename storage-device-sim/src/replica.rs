@@ -469,6 +469,60 @@ mod tests {
         let _ = std::fs::remove_dir_all(root);
     }
 
+    /// A source that only reads, like a remote node.
+    struct ReadOnly(Device);
+
+    impl ReadAt for ReadOnly {
+        fn read_at<'a>(
+            &'a self,
+            rel: &'a str,
+            offset: u64,
+            len: usize,
+        ) -> Pin<Box<dyn Future<Output = Result<Bytes>> + Send + 'a>> {
+            Box::pin(self.0.read(rel, offset, len))
+        }
+
+        fn size(&self, rel: &str) -> Result<u64> {
+            self.0.file_size(rel)
+        }
+    }
+
+    /// A splice that fails moves to a replica that cannot splice: its bytes come as `Bytes`,
+    /// from the same offset.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn send_at_falls_back_to_reads_on_a_source_that_cannot_splice() {
+        let (root, devices, _topo, data) = setup("send-at-read");
+        let replicas = vec![
+            ReplicaSource {
+                node: "n0".into(),
+                source: Arc::new(devices[0].clone()),
+            },
+            ReplicaSource {
+                node: "n1".into(),
+                source: Arc::new(ReadOnly(devices[1].clone())),
+            },
+        ];
+        let mut r = ReplicaReader::new("c/content.ts", replicas, None, Duration::from_secs(5));
+        devices[0].knobs().inject_eio(None, 100_000..100_001);
+        let mut pipe = None;
+        match r.send_at(0, CHUNK, &mut pipe).await.unwrap() {
+            Chunk::Piped(n) => assert_eq!(n, CHUNK),
+            c => panic!("{c:?}"),
+        }
+        let p = pipe.clone().expect("a pipe");
+        match r.send_at(99_000, CHUNK, &mut pipe).await.unwrap() {
+            Chunk::Bytes(b) => assert!(b[..] == data[99_000..99_000 + CHUNK]),
+            c => panic!("{c:?}"),
+        }
+        assert!(
+            !pipe.as_ref().is_some_and(|q| Arc::ptr_eq(q, &p)),
+            "the failed splice's pipe was kept"
+        );
+        assert_eq!(r.failovers(), 1);
+        drop(p);
+        let _ = std::fs::remove_dir_all(root);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn membership_change_moves_an_in_flight_read() {
         let (root, devices, topo, data) = setup("membership");
