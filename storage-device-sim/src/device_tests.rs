@@ -3,6 +3,7 @@
 //! works; tmpfs may refuse it). Every wait is bounded in time.
 
 use super::*;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::time::Duration;
 
@@ -653,6 +654,15 @@ fn splice_into_a_pipe_matches_pread_and_obeys_knobs() {
         assert_eq!(n, want.len(), "splice of {len} at {off}");
         assert!(drain_pipe(&pipe, n) == want, "bytes at {off}");
     }
+    // Pages not in the page cache: the splice goes through io_uring instead of inline.
+    let f = File::open(dir.join("a")).unwrap();
+    // SAFETY: advice on our own open file.
+    unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    let n = rt
+        .block_on(dev.splice("a", 123_457, 40_000, &pipe))
+        .unwrap();
+    assert_eq!(n, 40_000);
+    assert!(drain_pipe(&pipe, n) == pread(&dir.join("a"), 123_457, 40_000));
     // EIO: nothing enters the pipe.
     dev.knobs().inject_eio(None, 1000..1001);
     let e = rt.block_on(dev.splice("a", 0, 4096, &pipe)).unwrap_err();

@@ -97,6 +97,8 @@ pub async fn send_content(
         }
         let (chunk_now, n) = checked(fetched, len_at(pos), pos, body.end)?;
         let next = pos + n as u64;
+        // Counted before it goes out, so a client that has the whole body sees it counted.
+        metrics.bytes(body.route, n as u64);
         let pipe = pipes[cur].clone();
         let out = deliver(stream, chunk_now, n, pipe.as_deref());
         let sent = if next < body.end {
@@ -121,7 +123,6 @@ pub async fn send_content(
             pipes[cur] = None;
         }
         sent?;
-        metrics.bytes(body.route, n as u64);
         pos = next;
         if pos >= body.end {
             return Ok(());

@@ -33,12 +33,21 @@ use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
+use storage_device_sim::pipe::SplicePipe;
 use storage_device_sim::{Device, DeviceConfig};
 
 const FILE_SIZE: u64 = 1 << 30;
 const CHUNK: u64 = 1 << 20;
-const MODES: &[&str] = &["copy", "sendfile", "splice", "splice-split", "sendzc"];
+const MODES: &[&str] = &[
+    "copy",
+    "sendfile",
+    "splice",
+    "splice-split",
+    "sendzc",
+    "device",
+];
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -181,7 +190,7 @@ fn serve(mode: &str, file: &Path) -> Result<()> {
         .and_then(|n| n.to_str())
         .ok_or_else(|| anyhow!("bad file name"))?
         .to_string();
-    let device = if mode == "copy" {
+    let device = if mode == "copy" || mode == "device" {
         Some(Device::open("bench", &dir, DeviceConfig::default())?)
     } else {
         None
@@ -281,6 +290,15 @@ impl Conn {
 /// cross-thread hand-off), the `copy` device is shared like the streamer's.
 enum Sender {
     Copy(Device, String),
+    /// The streamer's path: the shared device's ring splices into one of two pipes (inline
+    /// when `cachestat` says the pages are cached, else through io_uring), this thread drains
+    /// it into the socket.
+    Device(
+        Device,
+        String,
+        tokio::runtime::Runtime,
+        Vec<Arc<SplicePipe>>,
+    ),
     Sendfile,
     Splice(IoUring, Pipe),
     SpliceSplit(IoUring, Pipe),
@@ -336,6 +354,12 @@ impl Sender {
     fn new(mode: &str, device: Option<Device>, name: String) -> Result<Sender> {
         Ok(match mode {
             "copy" => Sender::Copy(device.ok_or_else(|| anyhow!("no device"))?, name),
+            "device" => Sender::Device(
+                device.ok_or_else(|| anyhow!("no device"))?,
+                name,
+                tokio::runtime::Builder::new_current_thread().build()?,
+                vec![Arc::new(SplicePipe::new(CHUNK as usize)?)],
+            ),
             "sendfile" => Sender::Sendfile,
             "splice" => Sender::Splice(IoUring::new(8)?, pipe()?),
             "splice-split" => Sender::SpliceSplit(IoUring::new(8)?, pipe()?),
@@ -360,6 +384,33 @@ impl Sender {
         let fd = file.as_raw_fd();
         let mut off = start;
         match self {
+            Sender::Device(dev, name, rt, pipes) => {
+                while off < end {
+                    let p = &pipes[0];
+                    let n = (end - off).min(CHUNK) as usize;
+                    let got = rt.block_on(dev.splice(name, off, n, p))?;
+                    if got == 0 {
+                        bail!("eof");
+                    }
+                    let mut left = got;
+                    while left > 0 {
+                        match p.splice_to(sock, left) {
+                            Ok(k) => left -= k,
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                                let mut pfd = libc::pollfd {
+                                    fd: sock,
+                                    events: libc::POLLOUT,
+                                    revents: 0,
+                                };
+                                // SAFETY: one live pollfd.
+                                unsafe { libc::poll(&mut pfd, 1, 1000) };
+                            }
+                            Err(e) => bail!("splice pipe→socket: {e}"),
+                        }
+                    }
+                    off += got as u64;
+                }
+            }
             Sender::Copy(dev, name) => {
                 let mut w = s;
                 while off < end {
