@@ -654,7 +654,7 @@ fn splice_into_a_pipe_matches_pread_and_obeys_knobs() {
         assert_eq!(n, want.len(), "splice of {len} at {off}");
         assert!(drain_pipe(&pipe, n) == want, "bytes at {off}");
     }
-    // Pages not in the page cache: the splice goes through io_uring instead of inline.
+    // Pages not in the page cache: an io_uring worker reads them.
     let f = File::open(dir.join("a")).unwrap();
     // SAFETY: advice on our own open file.
     unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
