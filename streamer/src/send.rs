@@ -12,20 +12,38 @@
 //! the socket's readiness). The pipe carries page references: page cache → socket with no
 //! copy at all in this process, which is what `sendfile(2)` gives nginx.
 //!
-//! `benches/src/bin/sendpath.rs` measured the candidates on one 1 GiB file in the page cache,
-//! loopback, 1 MiB random ranges (numbers in that file's report and in DESIGN.md §5):
+//! Chunk k+1 is spliced into the connection's second pipe while chunk k goes out, so the
+//! socket does not wait for the ring between chunks.
 //!
-//! - copy through a registered buffer (the old path: ring `READ_FIXED`, then `write`): two
-//!   copies, the most CPU per GiB and the lowest throughput;
-//! - io_uring `SEND_ZC` from the registered buffer: the read copy stays, and on loopback the
-//!   "zero-copy" send is copied on delivery anyway (the kernel must not let a receiver see
-//!   user pages that may change), plus a notification per send: no better than the copy;
-//! - `sendfile(2)`: no copy, but it reads the file in the caller's thread, blocking the event
-//!   loop on a cold page, and it cannot apply the simulated device's knobs;
-//! - io_uring `SPLICE` file → pipe → socket linked in the ring: no copy, but the socket send
-//!   then runs in the ring (or an io_uring worker) and a slow client holds a ring slot;
-//! - ring `SPLICE` file → pipe, then `splice` pipe → socket here: no copy, as cheap as
-//!   `sendfile` per GiB, the ring never waits for a client, and the knobs still apply. Chosen.
+//! `benches/src/bin/sendpath.rs` measured the candidates (1 GiB file in the page cache,
+//! loopback, 1 MiB random ranges, the `httpload` client; medians of 3 interleaved rounds on
+//! the shared 2-core machine; throughput / CPU-seconds per GiB relative to `sendfile`, at 8
+//! connections, then at 1):
+//!
+//! - copy through a registered buffer (the old path: ring `READ_FIXED`, then `write`):
+//!   0.89× / 1.04×; 0.45× / 2.29× at 1 connection. Two copies.
+//! - `READ_FIXED` then io_uring `SEND_ZC` from the registered buffer: 0.58× / 1.42×; 0.45× /
+//!   2.41×. The worst: the read still copies, on loopback the kernel copies "zero-copy" pages
+//!   anyway when it delivers them to a local socket (the receiver must not see user pages that
+//!   may change), and each buffer waits for its notification before reuse.
+//! - `sendfile(2)` (nginx): 1.00. No copy, but it reads the file in the calling thread (a cold
+//!   page blocks the event loop) and cannot apply the simulated device's knobs.
+//! - io_uring `SPLICE` file → pipe linked to `SPLICE` pipe → socket, a ring per connection:
+//!   1.21× / 0.85×; 1.03× / 1.08×. The send runs in an io_uring worker, so a slow client would
+//!   hold a worker and a ring slot, and the knobs could not hold bytes between the two halves.
+//! - `SPLICE` file → pipe in a ring, `splice(2)` pipe → socket by the connection, a ring per
+//!   connection: 1.96× / 0.52×; 0.81× / 1.18×. A 1 MiB pipe goes to the socket in one call
+//!   (`sendfile` loops over a small internal pipe): the cheapest per GiB of all.
+//! - the same split through the node's shared ring thread, one pipe (`device` mode, what this
+//!   module does minus the second pipe): 0.93× / 1.03×; 0.60× / 1.52×. The hand-off to the
+//!   ring thread and its io_uring worker costs what the larger pipe saves.
+//!
+//! The split won: the only zero-copy shape that keeps the ring as the one owner of the file,
+//! the knobs and failover (bytes wait in the pipe while latency, stall or crash apply), never
+//! lets a client's speed hold the ring, and reads cold pages in an io_uring worker instead of
+//! this event loop. Against nginx (`http_vs_nginx`) it beats `sendfile` at 8 connections and
+//! is close at 64; the rows above say where the rest is (the cross-thread hand-off: a ring per
+//! event-loop thread would remove it).
 //!
 //! Failover stays byte-exact: a failed or abandoned splice throws the pipe away (its content is
 //! unknown) and the next replica splices the same offset into a fresh one; bytes reach the
@@ -64,9 +82,8 @@ pub type Pipes = [Option<Arc<SplicePipe>>; 2];
 
 /// Send `body` on `stream`, `chunk` bytes per storage read. `pipes` are the connection's,
 /// kept across requests (made on first use, replaced after a failure). Chunk k+1 is fetched
-/// (spliced into the other pipe by the ring) while chunk k goes out, so the socket does not
-/// wait for the ring between chunks. An error means the response is cut: the caller closes the
-/// connection.
+/// (spliced into the other pipe by the ring) while chunk k goes out. An error means the
+/// response is cut: the caller closes the connection.
 pub async fn send_content(
     stream: &TcpStream,
     mut body: ContentBody,
