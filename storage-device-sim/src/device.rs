@@ -13,6 +13,7 @@
 //! [`Device::invalidate`].
 
 use crate::knobs::Knobs;
+use crate::pipe::SplicePipe;
 use crate::pool::{ALIGN, Admission, Admitted, Pool};
 use crate::ring::{self, Notify, Reply, Req, RingParams};
 use crate::stats::{InFlight, Stats, StatsSnapshot};
@@ -395,6 +396,7 @@ impl Device {
     fn send(
         &self,
         p: Prepared,
+        pipe: Option<Arc<SplicePipe>>,
         admitted: Admitted,
         reply: Reply,
         started: Instant,
@@ -411,6 +413,7 @@ impl Device {
             read_len: p.read_len,
             skip: p.skip,
             slot: None,
+            pipe,
             reply,
             started,
             in_flight,
@@ -448,7 +451,55 @@ impl Device {
         let in_flight = InFlight::new(&self.inner.stats);
         let admitted = self.inner.admission.acquire().await;
         let (tx, rx) = oneshot::channel();
-        let sent = self.send(p, admitted, Reply::Async(tx), started, in_flight);
+        let sent = self.send(p, None, admitted, Reply::Async(tx), started, in_flight);
+        self.count_err(started, sent)?;
+        rx.await.map_err(|_| self.closed())?
+    }
+
+    /// Whether [`splice`](Self::splice) is offered: not with `O_DIRECT`, whose alignment rules
+    /// a splice into a pipe cannot follow; such a device is read into pool buffers.
+    pub fn can_splice(&self) -> bool {
+        !self.inner.cfg.o_direct
+    }
+
+    /// Like [`read`](Self::read), but the ring splices the bytes into `pipe` (which must be
+    /// empty) instead of copying them into a pool buffer; returns how many it put there (fewer
+    /// than `len` only at end of file). `len` is capped at the pipe's capacity and at
+    /// `buffer_size`. Every knob applies as to a read. On an error, or if this future is
+    /// dropped before it finishes, the pipe's content is unknown: throw the pipe away (see
+    /// [`crate::pipe`]).
+    pub async fn splice(
+        &self,
+        rel: &str,
+        offset: u64,
+        len: usize,
+        pipe: &Arc<SplicePipe>,
+    ) -> Result<usize> {
+        let started = Instant::now();
+        if !self.can_splice() {
+            let e = StorageError::BadConfig(format!(
+                "device {}: no splice with O_DIRECT",
+                self.inner.name
+            ));
+            return self.count_err(started, Err(e));
+        }
+        let len = len.min(pipe.capacity());
+        let p = match self.prepare(rel, offset, len) {
+            Ok(Some(p)) => p,
+            Ok(None) => return Ok(0),
+            Err(e) => return self.count_err(started, Err(e)),
+        };
+        let in_flight = InFlight::new(&self.inner.stats);
+        let admitted = self.inner.admission.acquire().await;
+        let (tx, rx) = oneshot::channel();
+        let sent = self.send(
+            p,
+            Some(Arc::clone(pipe)),
+            admitted,
+            Reply::Spliced(tx),
+            started,
+            in_flight,
+        );
         self.count_err(started, sent)?;
         rx.await.map_err(|_| self.closed())?
     }
@@ -465,7 +516,7 @@ impl Device {
         let in_flight = InFlight::new(&self.inner.stats);
         let admitted = self.inner.admission.acquire_blocking();
         let (tx, rx) = crossbeam_channel::bounded(1);
-        let sent = self.send(p, admitted, Reply::Blocking(tx), started, in_flight);
+        let sent = self.send(p, None, admitted, Reply::Blocking(tx), started, in_flight);
         self.count_err(started, sent)?;
         rx.recv().map_err(|_| self.closed())?
     }

@@ -3,6 +3,7 @@
 //! works; tmpfs may refuse it). Every wait is bounded in time.
 
 use super::*;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::time::Duration;
 
@@ -620,4 +621,83 @@ fn blocking_reads_inside_a_runtime_task() {
         .unwrap()
     });
     assert_eq!(n, 5000);
+}
+
+/// Read what a splice put in the pipe (all of it: the pipe is drained to empty).
+fn drain_pipe(p: &crate::pipe::SplicePipe, n: usize) -> Vec<u8> {
+    let mut out = vec![0u8; n];
+    let mut done = 0;
+    while done < n {
+        // SAFETY: reads into the live tail of `out`.
+        let k = unsafe { libc::read(p.read_fd(), out[done..].as_mut_ptr().cast(), n - done) };
+        assert!(k > 0, "pipe held {done} of {n} bytes");
+        done += k as usize;
+    }
+    out
+}
+
+#[test]
+fn splice_into_a_pipe_matches_pread_and_obeys_knobs() {
+    use crate::pipe::SplicePipe;
+    let dir = test_dir("splice");
+    write_file(&dir, "a", 300_000, 9);
+    let dev = Device::open("splice", &dir, small_cfg()).unwrap();
+    assert!(dev.can_splice());
+    let rt = rt();
+    let pipe = Arc::new(SplicePipe::new(64 * 1024).unwrap());
+    let mut rng = Rng(5);
+    for _ in 0..50 {
+        let off = rng.below(310_000);
+        let len = 1 + rng.below(64 * 1024) as usize;
+        let n = rt.block_on(dev.splice("a", off, len, &pipe)).unwrap();
+        let want = pread(&dir.join("a"), off, len.min(pipe.capacity()));
+        assert_eq!(n, want.len(), "splice of {len} at {off}");
+        assert!(drain_pipe(&pipe, n) == want, "bytes at {off}");
+    }
+    // Pages not in the page cache: an io_uring worker reads them.
+    let f = File::open(dir.join("a")).unwrap();
+    // SAFETY: advice on our own open file.
+    unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    let n = rt
+        .block_on(dev.splice("a", 123_457, 40_000, &pipe))
+        .unwrap();
+    assert_eq!(n, 40_000);
+    assert!(drain_pipe(&pipe, n) == pread(&dir.join("a"), 123_457, 40_000));
+    // EIO: nothing enters the pipe.
+    dev.knobs().inject_eio(None, 1000..1001);
+    let e = rt.block_on(dev.splice("a", 0, 4096, &pipe)).unwrap_err();
+    assert!(
+        matches!(e, StorageError::Injected { offset: 1000, .. }),
+        "{e}"
+    );
+    dev.knobs().recover();
+    // Stall holds the answer; crash fails it.
+    dev.knobs().stall();
+    let h = rt.spawn({
+        let (dev, pipe) = (dev.clone(), pipe.clone());
+        async move { dev.splice("a", 0, 4096, &pipe).await }
+    });
+    wait_until("the splice to be in flight", || dev.stats().in_flight == 1);
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(!h.is_finished(), "a stalled splice completed");
+    dev.knobs().crash();
+    let r = rt
+        .block_on(async { tokio::time::timeout(WAIT, h).await })
+        .unwrap()
+        .unwrap();
+    assert!(matches!(r, Err(StorageError::Crashed { .. })), "{r:?}");
+    dev.knobs().recover();
+    // No pool buffer was ever taken.
+    assert_eq!(dev.stats().pool_free, 16);
+    let o = Device::open(
+        "splice-od",
+        &dir,
+        DeviceConfig {
+            o_direct: true,
+            ..small_cfg()
+        },
+    );
+    if let Ok(o) = o {
+        assert!(!o.can_splice());
+    }
 }

@@ -11,7 +11,8 @@
 //!   failure detector marks nodes and hosts down and up and tells subscribers.
 //! - [`device`]: the simulated device of one node: an io_uring ring on its own thread
 //!   ([`ring`]), registered buffers handed out as `Bytes` ([`pool`]), run-time fault and speed
-//!   [`knobs`], and [`stats`].
+//!   [`knobs`], and [`stats`]. A device can also splice file pages into a [`pipe`] the
+//!   network side drains into a socket: the zero-copy send path of local nodes.
 
 pub mod device;
 pub mod error;
@@ -20,6 +21,7 @@ pub mod http_range;
 pub mod knobs;
 pub mod membership;
 pub mod node_server;
+pub mod pipe;
 pub mod placement;
 pub mod pool;
 pub mod remote;

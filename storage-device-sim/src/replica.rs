@@ -5,8 +5,15 @@
 //! a read is in flight), the same offset is read from the next replica, and the reader stays
 //! there. Every read is a fresh positional read, so what the caller gets is byte-exact whatever
 //! fails in between: no partial buffer from a failed node is ever returned.
+//!
+//! [`ReplicaReader::send_at`] is the same walk for the zero-copy send path: a replica that can
+//! splice (a local device, see [`crate::pipe`]) puts the bytes in the caller's pipe; one that
+//! cannot (a remote node, an `O_DIRECT` device) returns them as `Bytes`. A failed or abandoned
+//! splice leaves the pipe in an unknown state, so the reader drops it and the next attempt
+//! (same offset, next replica) gets a fresh one: what reaches the socket stays byte-exact.
 
 use crate::membership::{Health, Membership};
+use crate::pipe::SplicePipe;
 use crate::{Result, StorageError};
 use bytes::Bytes;
 use std::future::Future;
@@ -24,6 +31,26 @@ pub trait ReadAt: Send + Sync + 'static {
         len: usize,
     ) -> Pin<Box<dyn Future<Output = Result<Bytes>> + Send + 'a>>;
     fn size(&self, rel: &str) -> Result<u64>;
+    /// Splice up to `len` bytes at `offset` into `pipe` (empty), if this source can: how many
+    /// bytes the pipe then holds. `None`: this source only reads ([`read_at`](Self::read_at)).
+    fn splice_at<'a>(
+        &'a self,
+        _rel: &'a str,
+        _offset: u64,
+        _len: usize,
+        _pipe: &'a Arc<SplicePipe>,
+    ) -> Option<Pin<Box<dyn Future<Output = Result<usize>> + Send + 'a>>> {
+        None
+    }
+}
+
+/// What one step of [`ReplicaReader::send_at`] produced.
+#[derive(Debug)]
+pub enum Chunk {
+    /// This many bytes wait in the caller's pipe (0: end of file).
+    Piped(usize),
+    /// Bytes read into memory, from a replica that cannot splice.
+    Bytes(Bytes),
 }
 
 impl ReadAt for crate::device::Device {
@@ -38,6 +65,19 @@ impl ReadAt for crate::device::Device {
 
     fn size(&self, rel: &str) -> Result<u64> {
         self.file_size(rel)
+    }
+
+    fn splice_at<'a>(
+        &'a self,
+        rel: &'a str,
+        offset: u64,
+        len: usize,
+        pipe: &'a Arc<SplicePipe>,
+    ) -> Option<Pin<Box<dyn Future<Output = Result<usize>> + Send + 'a>>> {
+        if !self.can_splice() {
+            return None;
+        }
+        Some(Box::pin(self.splice(rel, offset, len, pipe)))
     }
 }
 
@@ -118,12 +158,42 @@ impl ReplicaReader {
 
     /// Read up to `len` bytes at `offset` (fewer only at the end of the file).
     pub async fn read_at(&mut self, offset: u64, len: usize) -> Result<Bytes> {
+        match self.walk(offset, len, None).await? {
+            Chunk::Bytes(b) => Ok(b),
+            // Not reachable: without a pipe every attempt reads.
+            Chunk::Piped(_) => Err(StorageError::NoReplica {
+                path: self.rel.clone(),
+                last: "spliced without a pipe".into(),
+            }),
+        }
+    }
+
+    /// Up to `len` bytes at `offset` (fewer only at the end of the file), spliced into `*pipe`
+    /// by a replica that can (a fresh pipe of `len` bytes is made when `*pipe` is `None`, and
+    /// `*pipe` is reset after a failed attempt), or read into memory by one that cannot.
+    pub async fn send_at(
+        &mut self,
+        offset: u64,
+        len: usize,
+        pipe: &mut Option<Arc<SplicePipe>>,
+    ) -> Result<Chunk> {
+        self.walk(offset, len, Some(pipe)).await
+    }
+
+    async fn walk(
+        &mut self,
+        offset: u64,
+        len: usize,
+        mut pipe: Option<&mut Option<Arc<SplicePipe>>>,
+    ) -> Result<Chunk> {
         let n = self.replicas.len();
         let mut last: Option<String> = None;
         for _ in 0..n {
             let r = self.replicas[self.current].clone();
             if !self.is_down(&r.node) {
-                match self.try_read(&r, offset, len, true, self.deadline).await {
+                let attempt =
+                    self.try_read(&r, offset, len, pipe.as_deref_mut(), true, self.deadline);
+                match attempt.await {
                     Ok(b) => return Ok(b),
                     Err(e) => last = Some(format!("{}: {e}", r.node)),
                 }
@@ -138,8 +208,9 @@ impl ReplicaReader {
         // give every replica one last, longer chance and trust only a real error.
         for _ in 0..n {
             let r = self.replicas[self.current].clone();
+            let deadline = self.deadline * LAST_CHANCE;
             match self
-                .try_read(&r, offset, len, false, self.deadline * LAST_CHANCE)
+                .try_read(&r, offset, len, pipe.as_deref_mut(), false, deadline)
                 .await
             {
                 Ok(b) => return Ok(b),
@@ -153,17 +224,48 @@ impl ReplicaReader {
         })
     }
 
-    /// One attempt on one replica: the read, bounded by the deadline, abandoned as soon as
-    /// membership reports the node down.
+    /// One attempt on one replica: a splice into `pipe` if given and the replica can, else a
+    /// read. A failed splice drops the pipe (its content is unknown).
     async fn try_read(
         &self,
         r: &ReplicaSource,
         offset: u64,
         len: usize,
+        pipe: Option<&mut Option<Arc<SplicePipe>>>,
         watch_membership: bool,
         deadline: Duration,
-    ) -> Result<Bytes> {
-        let read = tokio::time::timeout(deadline, r.source.read_at(&self.rel, offset, len));
+    ) -> Result<Chunk> {
+        if let Some(slot) = pipe {
+            if slot.is_none() {
+                // No pipe (none made yet, or the system refuses one): read instead.
+                *slot = SplicePipe::new(len).ok().map(Arc::new);
+            }
+            if let Some(p) = slot.clone()
+                && let Some(f) = r.source.splice_at(&self.rel, offset, len, &p)
+            {
+                let res = self.bounded(r, f, watch_membership, deadline).await;
+                if res.is_err() {
+                    *slot = None;
+                }
+                return res.map(Chunk::Piped);
+            }
+        }
+        let f = r.source.read_at(&self.rel, offset, len);
+        self.bounded(r, f, watch_membership, deadline)
+            .await
+            .map(Chunk::Bytes)
+    }
+
+    /// An attempt on replica `r`, bounded by the deadline, abandoned as soon as membership
+    /// reports the node down.
+    async fn bounded<T>(
+        &self,
+        r: &ReplicaSource,
+        attempt: impl Future<Output = Result<T>>,
+        watch_membership: bool,
+        deadline: Duration,
+    ) -> Result<T> {
+        let read = tokio::time::timeout(deadline, attempt);
         let expired = || StorageError::Deadline {
             node: r.node.clone(),
             after_ms: deadline.as_millis() as u64,
@@ -313,6 +415,111 @@ mod tests {
         for d in &devices {
             d.knobs().recover();
         }
+        let _ = std::fs::remove_dir_all(root);
+    }
+
+    /// The zero-copy walk: bytes spliced into the caller's pipe, byte-exact through an EIO
+    /// and a stall, each failure replacing the pipe; a source that cannot splice reads.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn send_at_splices_byte_exact_through_faults() {
+        let (root, devices, _topo, data) = setup("send-at");
+        let mut r = ReplicaReader::new(
+            "c/content.ts",
+            sources(&devices),
+            None,
+            Duration::from_millis(150),
+        );
+        devices[0]
+            .knobs()
+            .inject_eio(Some("c/content.ts".into()), 1 << 20..(1 << 20) + 10);
+        let mut pipe = None;
+        let mut got = Vec::with_capacity(SIZE);
+        let mut pipes = Vec::new();
+        loop {
+            let off = got.len() as u64;
+            if off == 2 << 20 {
+                devices[1].knobs().stall();
+            }
+            match r.send_at(off, CHUNK, &mut pipe).await.unwrap() {
+                Chunk::Piped(0) => break,
+                Chunk::Piped(n) => {
+                    let p = pipe.clone().expect("a pipe after a splice");
+                    if !pipes.iter().any(|q| Arc::ptr_eq(q, &p)) {
+                        pipes.push(p.clone());
+                    }
+                    let mut buf = vec![0u8; n];
+                    let mut done = 0;
+                    while done < n {
+                        // SAFETY: reads into the live tail of `buf`.
+                        let k = unsafe {
+                            libc::read(p.read_fd(), buf[done..].as_mut_ptr().cast(), n - done)
+                        };
+                        assert!(k > 0);
+                        done += k as usize;
+                    }
+                    got.extend_from_slice(&buf);
+                }
+                Chunk::Bytes(b) => panic!("read {} bytes instead of splicing", b.len()),
+            }
+        }
+        assert!(got == data, "bytes differ from the file");
+        assert_eq!(r.failovers(), 2);
+        assert_eq!(pipes.len(), 3, "each failure should replace the pipe");
+        devices[1].knobs().recover();
+        let _ = std::fs::remove_dir_all(root);
+    }
+
+    /// A source that only reads, like a remote node.
+    struct ReadOnly(Device);
+
+    impl ReadAt for ReadOnly {
+        fn read_at<'a>(
+            &'a self,
+            rel: &'a str,
+            offset: u64,
+            len: usize,
+        ) -> Pin<Box<dyn Future<Output = Result<Bytes>> + Send + 'a>> {
+            Box::pin(self.0.read(rel, offset, len))
+        }
+
+        fn size(&self, rel: &str) -> Result<u64> {
+            self.0.file_size(rel)
+        }
+    }
+
+    /// A splice that fails moves to a replica that cannot splice: its bytes come as `Bytes`,
+    /// from the same offset.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn send_at_falls_back_to_reads_on_a_source_that_cannot_splice() {
+        let (root, devices, _topo, data) = setup("send-at-read");
+        let replicas = vec![
+            ReplicaSource {
+                node: "n0".into(),
+                source: Arc::new(devices[0].clone()),
+            },
+            ReplicaSource {
+                node: "n1".into(),
+                source: Arc::new(ReadOnly(devices[1].clone())),
+            },
+        ];
+        let mut r = ReplicaReader::new("c/content.ts", replicas, None, Duration::from_secs(5));
+        devices[0].knobs().inject_eio(None, 100_000..100_001);
+        let mut pipe = None;
+        match r.send_at(0, CHUNK, &mut pipe).await.unwrap() {
+            Chunk::Piped(n) => assert_eq!(n, CHUNK),
+            c => panic!("{c:?}"),
+        }
+        let p = pipe.clone().expect("a pipe");
+        match r.send_at(99_000, CHUNK, &mut pipe).await.unwrap() {
+            Chunk::Bytes(b) => assert!(b[..] == data[99_000..99_000 + CHUNK]),
+            c => panic!("{c:?}"),
+        }
+        assert!(
+            !pipe.as_ref().is_some_and(|q| Arc::ptr_eq(q, &p)),
+            "the failed splice's pipe was kept"
+        );
+        assert_eq!(r.failovers(), 1);
+        drop(p);
         let _ = std::fs::remove_dir_all(root);
     }
 

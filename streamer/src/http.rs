@@ -1,4 +1,4 @@
-//! The HTTP face (hyper 1.x, HTTP/1.1).
+//! The HTTP face (HTTP/1.1; request and response types from the `http` crate via hyper).
 //!
 //! ```text
 //! GET|HEAD /content/ID.ts               the content TS: Range (single, suffix, open-ended), 206/416,
@@ -15,27 +15,43 @@
 //! ```
 //! Every content byte (TS and playlists) is read from the storage nodes through a replica
 //! reader; nothing is served from the store folder directly.
+//!
+//! This module answers requests (`http` crate types: method, URI, headers in; status, headers
+//! and a [`Body`] out); [`crate::http1`] is the connection handler that speaks HTTP/1.1 on the
+//! socket and [`crate::send`] sends content bodies without copying them through user memory.
 
-use crate::body::ReplicaBody;
 use crate::catalog::{Catalog, Content};
 use crate::cluster::Cluster;
 use crate::metrics::Metrics;
 use bytes::Bytes;
-use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderValue};
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::http::request::Parts;
+use hyper::{Method, Response, StatusCode};
 use installer::info::{CONTENT_TS, IFRAME_PLAYLIST, MASTER_PLAYLIST, MEDIA_PLAYLIST};
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 use storage_device_sim::KnobsState;
 use storage_device_sim::http_range::{RangeSpec, parse_range};
 use storage_device_sim::membership::Health;
+use storage_device_sim::replica::ReplicaReader;
 
-pub type HttpBody = UnsyncBoxBody<Bytes, std::io::Error>;
+/// A response body: small ones in memory, content streamed from the storage nodes.
+pub enum Body {
+    Full(Bytes),
+    Content(ContentBody),
+}
+
+/// Bytes `start..end` of a content file, read through its replicas by [`crate::send`].
+pub struct ContentBody {
+    pub reader: ReplicaReader,
+    pub start: u64,
+    pub end: u64,
+    /// Route label for the byte counters.
+    pub route: &'static str,
+}
+
+pub type HttpBody = Body;
 
 pub struct Server {
     pub cluster: Arc<Cluster>,
@@ -46,9 +62,7 @@ pub struct Server {
 }
 
 fn full(bytes: impl Into<Bytes>) -> HttpBody {
-    Full::new(bytes.into())
-        .map_err(|e: Infallible| match e {})
-        .boxed_unsync()
+    Body::Full(bytes.into())
 }
 
 fn plain(status: StatusCode, msg: impl Into<String>) -> Response<HttpBody> {
@@ -129,30 +143,26 @@ fn if_range_matches(h: &HeaderMap, etag: &str, modified: SystemTime) -> bool {
 }
 
 impl Server {
-    pub async fn handle(
-        self: Arc<Self>,
-        peer: SocketAddr,
-        req: Request<Incoming>,
-    ) -> Result<Response<HttpBody>, Infallible> {
+    /// Answer one request (`body`: the request's body, for the admin endpoints).
+    pub fn handle(&self, peer: SocketAddr, req: &Parts, body: Bytes) -> Response<HttpBody> {
         let started = Instant::now();
-        let method = req.method().clone();
-        let path = req.uri().path().to_string();
+        let path = req.uri.path();
         let (route, resp) = if path.starts_with("/admin/") {
-            ("admin", self.admin(peer, req).await)
+            ("admin", self.admin(peer, req, body))
         } else {
-            self.route(&req)
+            self.route(req)
         };
         self.metrics.request(route, resp.status().as_u16());
         tracing::info!(
-            %method, path, status = resp.status().as_u16(), route,
+            method = %req.method, path, status = resp.status().as_u16(), route,
             ms = started.elapsed().as_secs_f64() * 1000.0, "request"
         );
-        Ok(resp)
+        resp
     }
 
-    fn route(&self, req: &Request<Incoming>) -> (&'static str, Response<HttpBody>) {
-        let path = req.uri().path();
-        let get_or_head = matches!(*req.method(), Method::GET | Method::HEAD);
+    fn route(&self, req: &Parts) -> (&'static str, Response<HttpBody>) {
+        let path = req.uri.path();
+        let get_or_head = matches!(req.method, Method::GET | Method::HEAD);
         if let Some(rest) = path.strip_prefix("/content/") {
             let Some((id, file, route)) = content_file(rest).filter(|(id, ..)| valid_id(id)) else {
                 self.metrics.refused("bad_path");
@@ -226,7 +236,7 @@ impl Server {
     }
 
     /// Simulation knobs of a node, for tests and operators on this machine.
-    async fn admin(&self, peer: SocketAddr, req: Request<Incoming>) -> Response<HttpBody> {
+    fn admin(&self, peer: SocketAddr, req: &Parts, body: Bytes) -> Response<HttpBody> {
         if !peer.ip().is_loopback() {
             self.metrics.refused("admin_not_loopback");
             return plain(
@@ -234,38 +244,27 @@ impl Server {
                 "admin endpoints answer loopback clients only",
             );
         }
-        let segs: Vec<&str> = req
-            .uri()
-            .path()
-            .trim_start_matches('/')
-            .split('/')
-            .collect();
+        let segs: Vec<&str> = req.uri.path().trim_start_matches('/').split('/').collect();
         let ["admin", "nodes", node, "knobs"] = segs.as_slice() else {
             return plain(StatusCode::NOT_FOUND, "not found");
         };
         let Some(dev) = self.cluster.devices.get(*node).cloned() else {
             return plain(StatusCode::NOT_FOUND, format!("no node {node}"));
         };
-        match *req.method() {
+        match req.method {
             Method::GET => {}
-            Method::PUT | Method::POST => {
-                let body = match req.into_body().collect().await {
-                    Ok(b) => b.to_bytes(),
-                    Err(e) => return plain(StatusCode::BAD_REQUEST, e.to_string()),
-                };
-                match serde_json::from_slice::<KnobsState>(&body) {
-                    Ok(k) => dev.knobs().apply(&k),
-                    Err(e) => return plain(StatusCode::BAD_REQUEST, format!("knobs: {e}")),
-                }
-            }
+            Method::PUT | Method::POST => match serde_json::from_slice::<KnobsState>(&body) {
+                Ok(k) => dev.knobs().apply(&k),
+                Err(e) => return plain(StatusCode::BAD_REQUEST, format!("knobs: {e}")),
+            },
             _ => return method_not_allowed("GET, PUT, POST"),
         }
         json(&serde_json::to_value(dev.knobs().state()).unwrap_or_default())
     }
 
-    fn index_text(&self, req: &Request<Incoming>) -> String {
+    fn index_text(&self, req: &Parts) -> String {
         let host = req
-            .headers()
+            .headers
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
             .unwrap_or("localhost:8080");
@@ -311,7 +310,7 @@ impl Server {
 
     fn file(
         &self,
-        req: &Request<Incoming>,
+        req: &Parts,
         c: &Content,
         file: &'static str,
         route: &'static str,
@@ -328,7 +327,7 @@ impl Server {
             let crc = c.manifest.files.get(file).map_or("", |f| f.crc32.as_str());
             (format!("\"{crc}-{size:x}\""), c.last_modified)
         };
-        let h = req.headers();
+        let h = &req.headers;
         if h.get(header::IF_NONE_MATCH)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
@@ -356,12 +355,15 @@ impl Server {
                 return r;
             }
         };
-        let body = if req.method() == Method::HEAD || start == end {
+        let body = if req.method == Method::HEAD || start == end {
             full(Bytes::new())
         } else {
-            let reader = self.cluster.reader(&c.id, file, &c.nodes);
-            ReplicaBody::new(reader, start, end, self.chunk, self.metrics.clone(), route)
-                .boxed_unsync()
+            Body::Content(ContentBody {
+                reader: self.cluster.reader(&c.id, file, &c.nodes),
+                start,
+                end,
+                route,
+            })
         };
         let mut r = Response::new(body);
         *r.status_mut() = status;

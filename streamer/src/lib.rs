@@ -4,17 +4,20 @@
 //! - [`cluster`]: the storage side: one io_uring device per virtual node of the store's
 //!   topology, host agents sending heartbeats, in-process membership.
 //! - [`catalog`]: what is installed where, from the manifests on the nodes.
-//! - [`http`]: the HTTP face (hyper): `/content/ID.ts` with byte ranges, HLS playlists, the JSON
-//!   catalog, Prometheus metrics. Every content byte comes from the storage nodes through a
-//!   replica reader ([`body`]), so a node failing mid-response does not break the body.
+//! - [`http`]: the HTTP face: `/content/ID.ts` with byte ranges, HLS playlists, the JSON
+//!   catalog, Prometheus metrics, answered on HTTP/1.1 connections by [`http1`]. Every content
+//!   byte comes from the storage nodes through a replica reader, so a node failing
+//!   mid-response does not break the body; [`send`] moves local nodes' bytes from the page
+//!   cache to the socket without copying them through user memory.
 //! - [`metrics`]: counters and histograms behind `/metrics`.
 //! - [`demo`]: the embedded default: a small clip installed into an empty store.
 
-pub mod body;
 pub mod catalog;
 pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod http;
+pub mod http1;
 pub mod metrics;
 pub mod rtsp;
+pub mod send;

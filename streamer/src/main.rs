@@ -7,9 +7,6 @@
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use std::path::PathBuf;
 use std::sync::Arc;
 use streamer::catalog::Catalog;
@@ -104,6 +101,7 @@ async fn main() -> Result<()> {
         .with_target(false)
         .init();
     let cfg = load_config(&cli)?;
+    raise_fd_limit();
     if cfg.demo && !has_content(&cfg.store) {
         eprintln!(
             "streamer: the store {} is empty: installing the demo clip",
@@ -183,17 +181,30 @@ async fn main() -> Result<()> {
                 };
                 let _ = stream.set_nodelay(true);
                 let server = server.clone();
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req| server.clone().handle(peer, req));
-                    if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await {
-                        tracing::debug!(error = %e, "connection ended");
-                    }
-                });
+                tokio::spawn(streamer::http1::serve(server, stream, peer));
             }
             _ = tokio::signal::ctrl_c() => {
                 eprintln!("streamer: stopping");
                 return Ok(());
             }
+        }
+    }
+}
+
+/// Raise the soft limit on open files to the hard one: each HTTP connection holds its socket
+/// and two splice pipes (four fds, see `streamer::send`), so the usual soft limit of 1024 would
+/// cap the server near 250 clients. (A connection that cannot get a pipe still works: its
+/// bodies are read into memory and written.)
+fn raise_fd_limit() {
+    let mut l = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain syscalls on a live struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 && l.rlim_cur < l.rlim_max {
+            l.rlim_cur = l.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &l);
         }
     }
 }
