@@ -88,6 +88,11 @@ impl Pacer {
         self.eof && self.head >= self.buf.len()
     }
 
+    /// Bytes handed out and still held (dropped by [`Pacer::compact`]).
+    pub fn consumed(&self) -> usize {
+        self.head
+    }
+
     /// Bytes pushed and not yet handed out.
     pub fn pending(&self) -> usize {
         self.buf.len() - self.head
