@@ -14,6 +14,7 @@
 //! - [`snapshot`]: a store folder as (relative path → bytes) plus its folders, and a readable
 //!   diff.
 //! - [`store`]: finding an installed copy in a store (`STORE/*/ID/manifest.json`).
+//! - [`tmpfs`]: a tmpfs of an exact size in a private mount namespace, for full-disk tests.
 //! - [`ts`]: reading one TS packet and its PES header at a byte offset.
 //! - [`hls`]: reading an HLS playlist's segments (`#EXTINF`, `#EXT-X-BYTERANGE`, URI).
 //! - [`server`]: a server binary (`streamer`, `storage-node`) running for one test: ready line
@@ -36,4 +37,5 @@ pub mod rtsp_client;
 pub mod server;
 pub mod snapshot;
 pub mod store;
+pub mod tmpfs;
 pub mod ts;

@@ -13,7 +13,7 @@ use sluice_tests::bin_path::install_content_cmd;
 use sluice_tests::process::{self, Output};
 use sluice_tests::report::Report;
 use sluice_tests::snapshot::{self, Snapshot};
-use sluice_tests::{ffprobe, hls, store, ts};
+use sluice_tests::{ffprobe, hls, store, tmpfs, ts};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -943,4 +943,339 @@ fn without_ffmpeg_an_h264_aac_mp4_still_installs() {
     let empty_path = tmp.path().join("empty-path");
     fs::create_dir(&empty_path).expect("an empty PATH folder");
     install_and_check(Fixture::H264AacFaststart, Some(&empty_path));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 8. A full disk (issue 7, item 5)
+// ---------------------------------------------------------------------------------------------
+
+/// Pages a file of `len` bytes takes on a tmpfs (an empty file takes none).
+fn pages(len: u64) -> u64 {
+    len.div_ceil(tmpfs::PAGE)
+}
+
+/// The pages an installed content takes, per file, from an install of `f` into a scratch store
+/// on the normal disk: `(content.ts pages, the other files' pages)`.
+fn installed_pages(f: Fixture, id: &str) -> (u64, u64) {
+    let tmp = tempdir();
+    let store = tmp.path().join("store");
+    let out = add(&store, &fixture_path(f), Some(id));
+    assert!(
+        out.success(),
+        "measuring {f} on a normal disk failed\n{out}"
+    );
+    let dir = store::installed(&store, id);
+    let size = |name: &str| {
+        fs::metadata(dir.join(name))
+            .unwrap_or_else(|e| panic!("{}/{name}: {e}", dir.display()))
+            .len()
+    };
+    let others = store::CONTENT_FILES
+        .iter()
+        .filter(|n| **n != "content.ts")
+        .map(|n| pages(size(n)))
+        .sum();
+    (pages(size("content.ts")), others)
+}
+
+/// The pages `store.json` takes.
+fn store_file_pages() -> u64 {
+    let tmp = tempdir();
+    let store = store_with_one_content(&tmp.path().join("store"));
+    let len = fs::metadata(store.join("store.json"))
+        .expect("store.json after an install")
+        .len();
+    pages(len)
+}
+
+/// Which of the content's files an error line names (the file being written when space ran out).
+fn named_file(line: &str) -> Option<&'static str> {
+    store::CONTENT_FILES
+        .into_iter()
+        .find(|n| line.contains(&format!("/{n}")))
+}
+
+/// A tmpfs holding content A and `free_pages` more; installing B there must either fit (only
+/// when `free_pages` is enough) or fail cleanly, leave the store byte-for-byte as it was, and
+/// leave A verifying. Returns the file the failure named.
+fn full_disk_round(
+    r: &mut Report,
+    base_pages: u64,
+    free_pages: u64,
+    b_needs: u64,
+) -> Option<&'static str> {
+    let context = format!("B with {free_pages} free pages (B needs {b_needs})");
+    let tmp = tempdir();
+    let mnt = tmp.path().join("mnt");
+    fs::create_dir(&mnt).expect("a mount point");
+    let disk = tmpfs::PrivateTmpfs::mount(&mnt, (base_pages + free_pages) * tmpfs::PAGE);
+    let store = disk.path().join("store");
+    let a = add(&store, &fixture_path(Fixture::H264AacTs), Some("a"));
+    if !r.check(a.success(), || {
+        format!("{context}: installing A on a tmpfs sized for it failed\n{a}")
+    }) {
+        return None;
+    }
+    let before = snapshot::take(&store);
+    let b = add(&store, &fixture_path(Fixture::H264AacMoovEnd), Some("b"));
+    let named = if b.success() {
+        r.check(free_pages >= b_needs, || {
+            format!("{context}: B installed although it cannot fit\n{b}")
+        });
+        let v = cli(&store, &["verify", "b"]);
+        r.check(v.success(), || {
+            format!("{context}: B installed but does not verify\n{v}")
+        });
+        None
+    } else {
+        let text = clean_failure(r, &context, &b);
+        r.check(
+            text.contains("enospc") && text.contains("disk") && text.contains("full"),
+            || {
+                format!(
+                    "{context}: the error should say the disk is full (ENOSPC): {}",
+                    b.stderr.trim_end()
+                )
+            },
+        );
+        unchanged(r, &context, &before, &snapshot::take(&store));
+        r.check(store::hidden_entries(&store).is_empty(), || {
+            format!("{context}: leftovers: {:?}", store::hidden_entries(&store))
+        });
+        named_file(&b.stderr)
+    };
+    let v = cli(&store, &["verify", "a"]);
+    r.check(v.success(), || {
+        format!("{context}: A no longer verifies\n{v}")
+    });
+    drop(disk);
+    named
+}
+
+/// A tmpfs just big enough for the store and content A: installing a larger content B fails with
+/// one line naming ENOSPC, and the store is byte-for-byte as before, whether space runs out in
+/// the TS or in the index, a playlist or the manifest (one round per tmpfs size, sized from what
+/// the fixtures take when installed on a normal disk). With exactly enough space B installs:
+/// that proves the sizes are right, so the smaller ones fail for want of space.
+#[test]
+fn a_full_disk_fails_cleanly_and_leaves_the_store_unchanged() {
+    tmpfs::require_root("the full-disk test");
+    let (a_ts, a_other) = installed_pages(Fixture::H264AacTs, "a");
+    let (b_ts, b_other) = installed_pages(Fixture::H264AacMoovEnd, "b");
+    let base = store_file_pages() + a_ts + a_other;
+    let b_needs = b_ts + b_other;
+    let mut r = Report::new("install onto a full disk");
+    let mut sizes = vec![0, 1, b_ts / 2, b_ts - 1];
+    sizes.extend((0..b_other).map(|k| b_ts + k));
+    sizes.push(b_needs);
+    let mut named = Vec::new();
+    for free in sizes {
+        let file = full_disk_round(&mut r, base, free, b_needs);
+        if free < b_needs {
+            named.push((free, file));
+        }
+    }
+    for (free, file) in &named {
+        let want_ts = *free < b_ts;
+        r.check(file.is_some_and(|f| (f == "content.ts") == want_ts), || {
+            format!(
+                "with {free} free pages the error should name {}, it named {file:?}",
+                if want_ts {
+                    "content.ts"
+                } else {
+                    "an info file"
+                }
+            )
+        });
+    }
+    for f in ["content.ts", "index.sidx", "manifest.json"] {
+        r.check(named.iter().any(|(_, n)| *n == Some(f)), || {
+            format!("no size ran out of space while writing {f}: {named:?}")
+        });
+    }
+    r.finish();
+}
+
+/// The first install into a new store on a disk too small for it: the store folder it created
+/// is gone again.
+#[test]
+fn a_full_disk_on_the_first_install_leaves_no_store() {
+    tmpfs::require_root("the full-disk test");
+    let (a_ts, _) = installed_pages(Fixture::H264AacTs, "a");
+    let tmp = tempdir();
+    let mnt = tmp.path().join("mnt");
+    fs::create_dir(&mnt).expect("a mount point");
+    let disk = tmpfs::PrivateTmpfs::mount(&mnt, (store_file_pages() + a_ts / 2) * tmpfs::PAGE);
+    let store = disk.path().join("store");
+    let mut r = Report::new("first install onto a full disk");
+    let out = add(&store, &fixture_path(Fixture::H264AacTs), Some("a"));
+    let text = clean_failure(&mut r, "first install", &out);
+    mentions(&mut r, "first install", &text, "enospc");
+    unchanged(
+        &mut r,
+        "first install",
+        &Snapshot::Missing,
+        &snapshot::take(&store),
+    );
+    r.finish();
+}
+
+// ---------------------------------------------------------------------------------------------
+// 9. Many installs at once (issue 7, item 5)
+// ---------------------------------------------------------------------------------------------
+
+/// Concurrent installs per round.
+const CONCURRENT: usize = 4;
+/// Rounds per many-installs test (each a few tens of milliseconds).
+const MANY_ROUNDS: usize = 6;
+
+/// `CONCURRENT` installs of one id at once from `sources` (cycled): exactly one wins, every
+/// other fails with one line saying the id is already installed, the one copy verifies and is
+/// the winner's (its manifest names the winner's source), and nothing is left behind.
+fn many_of_one_id(r: &mut Report, context: &str, store: &Path, id: &str, sources: &[Fixture]) {
+    let files: Vec<PathBuf> = (0..CONCURRENT)
+        .map(|k| fixture_path(sources[k % sources.len()]))
+        .collect();
+    let running: Vec<_> = files
+        .iter()
+        .map(|f| process::spawn(&mut add_cmd(store, f, Some(id))))
+        .collect();
+    let outs: Vec<Output> = running.into_iter().map(|p| p.wait()).collect();
+    let winners: Vec<usize> = (0..CONCURRENT).filter(|k| outs[*k].success()).collect();
+    r.check(winners.len() == 1, || {
+        let all: Vec<String> = outs.iter().map(|o| o.to_string()).collect();
+        format!(
+            "{context}: {} of {CONCURRENT} concurrent installs succeeded, expected exactly 1\n{}",
+            winners.len(),
+            all.join("\n")
+        )
+    });
+    for o in outs.iter().filter(|o| !o.success()) {
+        let text = clean_failure(r, context, o);
+        mentions(r, context, &text, "already installed");
+    }
+    let copies = store::copies(store, id);
+    r.check(copies.len() == 1, || {
+        format!("{context}: expected one installed copy, found {copies:?}")
+    });
+    if let ([dir], [w]) = (copies.as_slice(), winners.as_slice()) {
+        let v = cli(store, &["verify", id]);
+        r.check(v.success(), || format!("{context}: verify failed\n{v}"));
+        let manifest: Option<Value> = fs::read(dir.join("manifest.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        let source = manifest
+            .as_ref()
+            .and_then(|m| m["source"].as_str().map(String::from));
+        let want = files[*w].display().to_string();
+        r.check(source.as_deref() == Some(want.as_str()), || {
+            format!(
+                "{context}: the installed copy's source is {source:?}, the winner installed {want}"
+            )
+        });
+    }
+    r.check(store::hidden_entries(store).is_empty(), || {
+        format!(
+            "{context}: leftovers in the store: {:?}",
+            store::hidden_entries(store)
+        )
+    });
+}
+
+const SAME_SOURCE: [Fixture; 1] = [Fixture::H264AacMoovEnd];
+const OTHER_SOURCES: [Fixture; 4] = [
+    Fixture::H264AacMoovEnd,
+    Fixture::H264AacFaststart,
+    Fixture::H264AacTs,
+    Fixture::H264AacFragmented,
+];
+
+#[test]
+fn many_concurrent_installs_of_one_id_into_an_existing_store() {
+    let tmp = tempdir();
+    let store = store_with_one_content(&tmp.path().join("store"));
+    let mut r = Report::new("many concurrent installs of one id, existing store");
+    for round in 0..MANY_ROUNDS {
+        for (what, sources) in [
+            ("same", &SAME_SOURCE[..]),
+            ("different", &OTHER_SOURCES[..]),
+        ] {
+            let context = format!("round {round}, {what} sources");
+            many_of_one_id(
+                &mut r,
+                &context,
+                &store,
+                &format!("many-{what}-{round}"),
+                sources,
+            );
+        }
+    }
+    let v = cli(&store, &["verify", "existing"]);
+    r.check(v.success(), || {
+        format!("the store's other content no longer verifies\n{v}")
+    });
+    r.finish();
+}
+
+#[test]
+fn many_concurrent_installs_of_one_id_into_a_new_store() {
+    let tmp = tempdir();
+    let mut r = Report::new("many concurrent installs of one id, new store");
+    for round in 0..MANY_ROUNDS {
+        for (what, sources) in [
+            ("same", &SAME_SOURCE[..]),
+            ("different", &OTHER_SOURCES[..]),
+        ] {
+            let store = tmp.path().join(format!("store-{what}-{round}"));
+            let context = format!("round {round}, {what} sources");
+            many_of_one_id(&mut r, &context, &store, "many", sources);
+        }
+    }
+    r.finish();
+}
+
+/// `CONCURRENT` installs of different ids at once all succeed, each verifies, nothing is left
+/// behind (in a new store the installs also race to create the store and its node folders).
+fn many_ids(r: &mut Report, context: &str, store: &Path) {
+    let ids: Vec<String> = (0..CONCURRENT).map(|k| format!("id-{k}")).collect();
+    let running: Vec<_> = ids
+        .iter()
+        .enumerate()
+        .map(|(k, id)| {
+            let f = fixture_path(OTHER_SOURCES[k % OTHER_SOURCES.len()]);
+            process::spawn(&mut add_cmd(store, &f, Some(id)))
+        })
+        .collect();
+    for (id, p) in ids.iter().zip(running) {
+        let out = p.wait();
+        r.check(out.success(), || {
+            format!("{context}: installing {id} failed\n{out}")
+        });
+        let v = cli(store, &["verify", id]);
+        r.check(v.success(), || {
+            format!("{context}: {id} does not verify\n{v}")
+        });
+    }
+    r.check(store::hidden_entries(store).is_empty(), || {
+        format!(
+            "{context}: leftovers in the store: {:?}",
+            store::hidden_entries(store)
+        )
+    });
+}
+
+#[test]
+fn many_concurrent_installs_of_different_ids_all_succeed() {
+    let tmp = tempdir();
+    let mut r = Report::new("many concurrent installs of different ids");
+    for round in 0..MANY_ROUNDS {
+        many_ids(
+            &mut r,
+            &format!("round {round}, new store"),
+            &tmp.path().join(format!("new-{round}")),
+        );
+        let used = store_with_one_content(&tmp.path().join(format!("used-{round}")));
+        many_ids(&mut r, &format!("round {round}, existing store"), &used);
+    }
+    r.finish();
 }
