@@ -248,9 +248,13 @@ impl Store {
     /// Move a verified staging folder into place as `NODE/ID`, durably.
     pub fn commit(&self, staging: &Path, node: &str, id: &str) -> Result<PathBuf> {
         let node_dir = self.root.join(node);
-        if !node_dir.exists() {
-            io(&node_dir, fs::create_dir(&node_dir))?;
-            fsync_dir(&self.root)?;
+        // Concurrent installs into a new store race to create the node folder: whoever loses
+        // finds it made, which is just as good (checking first and then creating failed the
+        // loser with EEXIST).
+        match fs::create_dir(&node_dir) {
+            Ok(()) => fsync_dir(&self.root)?,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(InstallError::io(&node_dir, e)),
         }
         let target = node_dir.join(id);
         if target.exists() {
