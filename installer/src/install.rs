@@ -164,7 +164,7 @@ fn stage_and_commit(
     let ts_path = staging.join(CONTENT_TS);
     let mut ts_file = fs::File::create(&ts_path).map_err(|e| InstallError::io(&ts_path, e))?;
     let (index, stats): (_, RemuxStats) =
-        remux::remux(bytes, path, &plan, &mut ts_file, &mut |d, t| {
+        remux::remux(bytes, path, &plan, &mut ts_file, &ts_path, &mut |d, t| {
             progress.bytes(d, t)
         })?;
     ts_file

@@ -51,6 +51,8 @@ struct Out<'w, W: Write> {
     stats: RemuxStats,
     scratch: Vec<u8>,
     path: &'w Path,
+    /// Where `sink` writes: a write error names it, not the source (a full disk is the output's).
+    sink_path: &'w Path,
 }
 
 impl<'w, W: Write> Out<'w, W> {
@@ -58,7 +60,7 @@ impl<'w, W: Write> Out<'w, W> {
         self.hasher.update(&self.buf);
         self.sink
             .write_all(&self.buf)
-            .map_err(|e| InstallError::io(self.path, e))?;
+            .map_err(|e| InstallError::io(self.sink_path, e))?;
         self.buf.clear();
         Ok(())
     }
@@ -149,12 +151,14 @@ fn carried(a: &Analysis) -> Vec<&TrackReport> {
         .collect()
 }
 
-/// Remux the analysed source into `sink`. `progress` gets (source bytes done, total).
+/// Remux the analysed source (`src`, read from `path`) into `sink`, which writes `sink_path`.
+/// `progress` gets (source bytes done, total).
 pub fn remux<W: Write>(
     src: &[u8],
     path: &Path,
     a: &Analysis,
     sink: &mut W,
+    sink_path: &Path,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<(Index, RemuxStats)> {
     let tracks = carried(a);
@@ -203,6 +207,7 @@ pub fn remux<W: Write>(
         stats: RemuxStats::default(),
         scratch: Vec::new(),
         path,
+        sink_path,
     };
     if let Some(v) = video_stream {
         out.audio_last[v] = None;
@@ -370,7 +375,9 @@ pub fn remux<W: Write>(
     }
     progress(total, total);
     out.flush()?;
-    out.sink.flush().map_err(|e| InstallError::io(path, e))?;
+    out.sink
+        .flush()
+        .map_err(|e| InstallError::io(out.sink_path, e))?;
     let mut index = out.index;
     index.content_size = out.muxer.position();
     index.first_pts = out.first_pts.unwrap_or(0);

@@ -80,7 +80,7 @@ fn main() -> Result<()> {
             let a = installer::analyse::analyse(&src)?;
             let mut out = std::io::BufWriter::new(std::fs::File::create(&ours_out)?);
             let (idx, stats) =
-                installer::remux::remux(src.bytes(), f, &a, &mut out, &mut |_, _| {})?;
+                installer::remux::remux(src.bytes(), f, &a, &mut out, &ours_out, &mut |_, _| {})?;
             drop(out);
             assert!(!idx.entries.is_empty(), "remux produced no keyframes");
             Ok(stats.size)
