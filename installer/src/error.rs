@@ -8,6 +8,16 @@ pub type Result<T, E = InstallError> = std::result::Result<T, E>;
 
 #[derive(Debug, Error)]
 pub enum InstallError {
+    /// Split out of `Io` so the one error line says what to do: a bare "No space left on
+    /// device (os error 28)" reads like a fault of the named file (issue 7, item 5).
+    #[error(
+        "the disk is full (ENOSPC, no space left on device) writing {path}: free space on the store's disk and run again"
+    )]
+    DiskFull {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -55,10 +65,13 @@ pub enum InstallError {
 }
 
 impl InstallError {
+    /// An I/O error on `path`; a full disk (ENOSPC) becomes [`InstallError::DiskFull`].
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        InstallError::Io {
-            path: path.into(),
-            source,
+        let path = path.into();
+        if source.kind() == std::io::ErrorKind::StorageFull {
+            InstallError::DiskFull { path, source }
+        } else {
+            InstallError::Io { path, source }
         }
     }
 
