@@ -835,36 +835,11 @@ fn probe_json_describes_every_good_fixture() {
 // 6. Two installs of one id at once
 // ---------------------------------------------------------------------------------------------
 
-/// Starts two `add`s of the same id at once; exactly one must win, the other fail cleanly, and
-/// the store must hold one verified copy and no leftovers.
-fn race(r: &mut Report, context: &str, store: &Path, id: &str) {
-    let src = fixture_path(Fixture::H264AacMoovEnd);
-    let a = process::spawn(&mut add_cmd(store, &src, Some(id)));
-    let b = process::spawn(&mut add_cmd(store, &src, Some(id)));
-    let outs = [a.wait(), b.wait()];
-    let winners = outs.iter().filter(|o| o.success()).count();
-    r.check(winners == 1, || {
-        format!(
-            "{context}: {winners} of 2 concurrent installs succeeded, expected exactly 1\n{}\n{}",
-            outs[0], outs[1]
-        )
-    });
-    for o in outs.iter().filter(|o| !o.success()) {
-        clean_failure(r, context, o);
-    }
-    let copies = store::copies(store, id);
-    r.check(copies.len() == 1, || {
-        format!("{context}: expected one installed copy, found {copies:?}")
-    });
-    if copies.len() == 1 {
-        let v = cli(store, &["verify", id]);
-        r.check(v.success(), || format!("{context}: verify failed\n{v}"));
-    }
-    r.check(store::hidden_entries(store).is_empty(), || {
-        format!(
-            "{context}: leftovers in the store: {:?}",
-            store::hidden_entries(store)
-        )
+/// Checks that `id`, installed before a test's operations, still verifies.
+fn still_verifies(r: &mut Report, store: &Path, id: &str) {
+    let v = cli(store, &["verify", id]);
+    r.check(v.success(), || {
+        format!("the store's other content {id} no longer verifies\n{v}")
     });
 }
 
@@ -879,17 +854,16 @@ fn concurrent_installs_of_one_id_into_an_existing_store() {
     let store = store_with_one_content(&tmp.path().join("store"));
     let mut r = Report::new("concurrent installs, existing store");
     for round in 0..RACE_ROUNDS {
-        race(
+        many_of_one_id(
             &mut r,
             &format!("round {round}"),
             &store,
             &format!("raced-{round}"),
+            &SAME_SOURCE,
+            2,
         );
     }
-    let v = cli(&store, &["verify", "existing"]);
-    r.check(v.success(), || {
-        format!("the store's other content no longer verifies\n{v}")
-    });
+    still_verifies(&mut r, &store, "existing");
     r.finish();
 }
 
@@ -899,7 +873,14 @@ fn concurrent_installs_of_one_id_into_a_new_store() {
     let mut r = Report::new("concurrent installs, store created by the installs");
     for round in 0..RACE_ROUNDS {
         let store = tmp.path().join(format!("store-{round}"));
-        race(&mut r, &format!("round {round}"), &store, "raced");
+        many_of_one_id(
+            &mut r,
+            &format!("round {round}"),
+            &store,
+            "raced",
+            &SAME_SOURCE,
+            2,
+        );
     }
     r.finish();
 }
@@ -1129,11 +1110,18 @@ const CONCURRENT: usize = 4;
 /// Rounds per many-installs test (each a few tens of milliseconds).
 const MANY_ROUNDS: usize = 6;
 
-/// `CONCURRENT` installs of one id at once from `sources` (cycled): exactly one wins, every
+/// `n` installs of one id at once from `sources` (cycled): exactly one wins, every
 /// other fails with one line saying the id is already installed, the one copy verifies and is
 /// the winner's (its manifest names the winner's source), and nothing is left behind.
-fn many_of_one_id(r: &mut Report, context: &str, store: &Path, id: &str, sources: &[Fixture]) {
-    let files: Vec<PathBuf> = (0..CONCURRENT)
+fn many_of_one_id(
+    r: &mut Report,
+    context: &str,
+    store: &Path,
+    id: &str,
+    sources: &[Fixture],
+    n: usize,
+) {
+    let files: Vec<PathBuf> = (0..n)
         .map(|k| fixture_path(sources[k % sources.len()]))
         .collect();
     let running: Vec<_> = files
@@ -1141,11 +1129,11 @@ fn many_of_one_id(r: &mut Report, context: &str, store: &Path, id: &str, sources
         .map(|f| process::spawn(&mut add_cmd(store, f, Some(id))))
         .collect();
     let outs: Vec<Output> = running.into_iter().map(|p| p.wait()).collect();
-    let winners: Vec<usize> = (0..CONCURRENT).filter(|k| outs[*k].success()).collect();
+    let winners: Vec<usize> = (0..n).filter(|k| outs[*k].success()).collect();
     r.check(winners.len() == 1, || {
         let all: Vec<String> = outs.iter().map(|o| o.to_string()).collect();
         format!(
-            "{context}: {} of {CONCURRENT} concurrent installs succeeded, expected exactly 1\n{}",
+            "{context}: {} of {n} concurrent installs succeeded, expected exactly 1\n{}",
             winners.len(),
             all.join("\n")
         )
@@ -1207,13 +1195,11 @@ fn many_concurrent_installs_of_one_id_into_an_existing_store() {
                 &store,
                 &format!("many-{what}-{round}"),
                 sources,
+                CONCURRENT,
             );
         }
     }
-    let v = cli(&store, &["verify", "existing"]);
-    r.check(v.success(), || {
-        format!("the store's other content no longer verifies\n{v}")
-    });
+    still_verifies(&mut r, &store, "existing");
     r.finish();
 }
 
@@ -1228,7 +1214,7 @@ fn many_concurrent_installs_of_one_id_into_a_new_store() {
         ] {
             let store = tmp.path().join(format!("store-{what}-{round}"));
             let context = format!("round {round}, {what} sources");
-            many_of_one_id(&mut r, &context, &store, "many", sources);
+            many_of_one_id(&mut r, &context, &store, "many", sources, CONCURRENT);
         }
     }
     r.finish();
