@@ -49,15 +49,20 @@ pub struct PrivateTmpfs {
 }
 
 impl PrivateTmpfs {
-    /// Mounts a tmpfs of `size` bytes (rounded up to pages by the kernel) on `dir`, an empty
-    /// folder inside the test's temporary folder, in a new private mount namespace.
+    /// Mounts a tmpfs of `size` bytes (rounded up to pages by the kernel) on `dir`.
     pub fn mount(dir: &Path, size: u64) -> PrivateTmpfs {
+        PrivateTmpfs::mount_with(dir, &format!("size={size}"))
+    }
+
+    /// Mounts a tmpfs with the given `-o` options (`size=…`, `nr_inodes=…`) on `dir`, an empty
+    /// folder inside the test's temporary folder, in a new private mount namespace.
+    pub fn mount_with(dir: &Path, options: &str) -> PrivateTmpfs {
         require_root("this test");
         let dir = dir
             .canonicalize()
             .unwrap_or_else(|e| panic!("tmpfs mount point {}: {e}", dir.display()));
         let script = format!(
-            "mount -t tmpfs -o size={size},mode=0755 sluice-test-tmpfs \"$1\" && exec sleep {HOLD_SECS}"
+            "mount -t tmpfs -o {options},mode=0755 sluice-test-tmpfs \"$1\" && exec sleep {HOLD_SECS}"
         );
         let holder = Command::new("unshare")
             .args([

@@ -1077,6 +1077,55 @@ fn a_full_disk_fails_cleanly_and_leaves_the_store_unchanged() {
     r.finish();
 }
 
+/// Out of inodes is a full disk too (ENOSPC from creating a folder or a file): a tmpfs with room
+/// for every byte but only a few inodes more than the store with content A holds. With each
+/// extra inode B gets further (staging folder, each file, the node folder at commit); every
+/// failure is clean and leaves the store as it was, and with enough inodes B installs.
+#[test]
+fn running_out_of_inodes_fails_cleanly_and_leaves_the_store_unchanged() {
+    tmpfs::require_root("the full-disk test");
+    // The mount's root, the store, store.json, a node folder, A's folder and files.
+    let base = 4 + 1 + store::CONTENT_FILES.len() as u64;
+    // B's staging folder, its files and at most one new node folder.
+    let most = 1 + store::CONTENT_FILES.len() as u64 + 1;
+    let mut r = Report::new("install with too few inodes");
+    let mut installed_at = None;
+    for extra in 0..=most {
+        let context = format!("B with {extra} free inodes");
+        let tmp = tempdir();
+        let mnt = tmp.path().join("mnt");
+        fs::create_dir(&mnt).expect("a mount point");
+        let disk =
+            tmpfs::PrivateTmpfs::mount_with(&mnt, &format!("size=64m,nr_inodes={}", base + extra));
+        let store = disk.path().join("store");
+        let a = add(&store, &fixture_path(Fixture::H264AacTs), Some("a"));
+        if !r.check(a.success(), || {
+            format!("{context}: installing A failed\n{a}")
+        }) {
+            continue;
+        }
+        let before = snapshot::take(&store);
+        let b = add(&store, &fixture_path(Fixture::H264AacMoovEnd), Some("b"));
+        if b.success() {
+            installed_at.get_or_insert(extra);
+            let v = cli(&store, &["verify", "b"]);
+            r.check(v.success(), || format!("{context}: B does not verify\n{v}"));
+        } else {
+            r.check(installed_at.is_none(), || {
+                format!("{context}: B failed with more inodes than it installed with\n{b}")
+            });
+            let text = clean_failure(&mut r, &context, &b);
+            mentions(&mut r, &context, &text, "enospc");
+            unchanged(&mut r, &context, &before, &snapshot::take(&store));
+        }
+        still_verifies(&mut r, &store, "a");
+    }
+    r.check(installed_at.is_some_and(|k| k > 0), || {
+        format!("B should fail with no free inode and install with {most}: it first installed with {installed_at:?}")
+    });
+    r.finish();
+}
+
 /// The first install into a new store on a disk too small for it: the store folder it created
 /// is gone again.
 #[test]
