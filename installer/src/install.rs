@@ -4,6 +4,12 @@
 //! any write). Then everything is written into a staging folder inside the store, fsynced,
 //! verified from disk, and renamed into `NODE/ID`. On any error the staging folder, and a store
 //! folder or topology file this install created, are removed: the store is as it was.
+//!
+//! A full disk is just such an error, wherever it strikes (the TS, the index, a playlist, the
+//! manifest, a folder): it surfaces as [`InstallError::DiskFull`] naming the file being written.
+//! Concurrent installs of one id each stage privately (the PID is in the staging name); the
+//! first rename into `NODE/ID` wins and every later one fails with "already installed", so the
+//! installed copy is always one install's verified output, never a mix.
 
 use crate::analyse::{self, Analysis};
 use crate::info::{self, CONTENT_TS, FileInfo, INDEX_FILE, MANIFEST_FILE, Manifest, ReplicaInfo};
