@@ -39,6 +39,10 @@ use std::sync::Arc;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
+/// After a refusal, how long and how much of the client's further input is read and dropped.
+const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+const LINGER_BYTES: usize = 1 << 20;
+
 /// Serve one connection until the client closes it or an error ends it.
 pub async fn serve(server: Arc<Server>, stream: TcpStream, peer: SocketAddr) {
     if let Err(e) = Conn::new(server, stream, peer).run().await {
@@ -178,7 +182,28 @@ impl Conn {
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
         let parts = Request::new(()).into_parts().0;
-        self.respond(&parts, r, false).await
+        self.respond(&parts, r, false).await?;
+        self.linger().await;
+        Ok(())
+    }
+
+    /// Close after a refusal without losing the answer: stop sending, then read and discard
+    /// what the client is still sending (bounded in bytes and time). Closing a socket with
+    /// unread input sends a reset, which can destroy the refusal before the client reads it.
+    async fn linger(&mut self) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let _ = self.stream.shutdown().await;
+        let drain = async {
+            let mut sink = [0u8; 16 << 10];
+            let mut left = LINGER_BYTES;
+            while left > 0 {
+                match self.stream.read(&mut sink).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => left = left.saturating_sub(n),
+                }
+            }
+        };
+        let _ = tokio::time::timeout(LINGER_TIME, drain).await;
     }
 
     async fn respond(
