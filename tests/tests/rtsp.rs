@@ -91,13 +91,7 @@ fn start_with(src: &Path, extra: &[&str]) -> Setup {
         server::streamer_command(store.path(), extra),
         "streamer: serving ",
     );
-    let line = srv
-        .stdout_lines()
-        .into_iter()
-        .find(|l| l.starts_with("streamer: serving "))
-        .expect("ready line");
-    let rtsp = server::rtsp_address_in(&line)
-        .unwrap_or_else(|| panic!("no rtsp:// address in the ready line {line:?}"));
+    let rtsp = server::rtsp_address(&srv);
     Setup {
         _store: store,
         _srv: srv,
