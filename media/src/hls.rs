@@ -38,11 +38,15 @@ pub struct Segment {
 
 /// End of presentation on the index timeline.
 fn end_pts(idx: &Index) -> u64 {
-    idx.first_pts + idx.duration_90k
+    idx.first_pts.saturating_add(idx.duration_90k)
 }
 
 /// Cut the content into segments at keyframes. Content without video (or without keyframes) is
 /// one segment per ~6 s of audio sync points, or a single segment.
+///
+/// The index is input (a file on a storage node): cut points whose time or offset goes
+/// backwards, or whose offset lies past the content, are skipped, and every subtraction
+/// saturates, so a damaged index gives odd segments, never a panic.
 pub fn segments(idx: &Index) -> Vec<Segment> {
     // (time, byte offset) cut candidates
     let cuts: Vec<(u64, u64)> = if idx.entries.is_empty() {
@@ -54,7 +58,11 @@ pub fn segments(idx: &Index) -> Vec<Segment> {
     for &(t, o) in &cuts {
         match chosen.last() {
             None => chosen.push((idx.first_pts.min(t), 0)),
-            Some(&(lt, _)) if t >= lt + TARGET_SEGMENT_90K => chosen.push((t, o)),
+            Some(&(lt, lo))
+                if t >= lt.saturating_add(TARGET_SEGMENT_90K) && o > lo && o < idx.content_size =>
+            {
+                chosen.push((t, o))
+            }
             _ => {}
         }
     }
@@ -72,8 +80,8 @@ pub fn segments(idx: &Index) -> Vec<Segment> {
                 .unwrap_or((end.max(t), idx.content_size));
             Segment {
                 start: o,
-                len: no - o,
-                duration_90k: nt - t,
+                len: no.saturating_sub(o),
+                duration_90k: nt.saturating_sub(t),
             }
         })
         .collect()

@@ -17,7 +17,8 @@
 pub mod device;
 pub mod error;
 pub mod heartbeat;
-pub mod http_range;
+/// `Range` header parsing, shared with the streamer (sans-IO, in `http-proto`).
+pub use http_proto::range as http_range;
 pub mod knobs;
 pub mod membership;
 pub mod node_server;

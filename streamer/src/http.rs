@@ -220,7 +220,10 @@ impl Server {
             }
             "/" => ("index", plain(StatusCode::OK, self.index_text(req))),
             p => match p.strip_prefix("/api/v1/contents/") {
-                Some(id) if valid_id(id) && get_or_head => match self.catalog.get(id) {
+                Some(id) if valid_id(id) && !get_or_head => {
+                    ("api", method_not_allowed("GET, HEAD"))
+                }
+                Some(id) if valid_id(id) => match self.catalog.get(id) {
                     Some(c) => ("api", json(&self.describe(&c))),
                     None => (
                         "api",
@@ -230,7 +233,11 @@ impl Server {
                         ),
                     ),
                 },
-                _ => ("other", plain(StatusCode::NOT_FOUND, "not found")),
+                Some(_) => {
+                    self.metrics.refused("bad_path");
+                    ("api", plain(StatusCode::NOT_FOUND, "no such content id"))
+                }
+                None => ("other", plain(StatusCode::NOT_FOUND, "not found")),
             },
         }
     }

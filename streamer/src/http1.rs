@@ -17,13 +17,18 @@
 //!   chunked request bodies are refused (501) since no route takes a large body.
 //! - Responses carry `date`, and `content-length` unless the status has no body (1xx, 204,
 //!   304); `HEAD` gets the head only.
-//! - A malformed request gets 400 (a head over 64 KiB 431) and the connection closes; a body
+//! - Every request is parsed and validated by the sans-IO [`http_proto::request`] before any
+//!   work: limits (request line 414; head, header line, header count 431; body 413), known
+//!   methods (501), the target normalised and anything that could leave the store refused (400).
+//!   A refusal is counted (`sluice_http_refused_total{reason}`) and closes the connection; a body
 //!   that cannot be finished (every replica failed) closes the connection mid-body, so the
 //!   client sees a short body, never a wrong one.
 
 use crate::http::{Body, Server};
 use crate::send::{Pipes, send_content, write_all};
 use bytes::{Buf, Bytes, BytesMut};
+use http_proto::Error;
+use http_proto::request;
 use hyper::header::{self, HeaderValue};
 use hyper::http::request::Parts;
 use hyper::{Method, Request, Response, StatusCode, Version};
@@ -34,11 +39,9 @@ use std::sync::Arc;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
-/// Largest request head, and number of header lines.
-const MAX_HEAD: usize = 64 << 10;
-const MAX_HEADERS: usize = 100;
-/// Largest request body (knob settings are a few hundred bytes).
-const MAX_BODY: u64 = 1 << 20;
+/// After a refusal, how long and how much of the client's further input is read and dropped.
+const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+const LINGER_BYTES: usize = 1 << 20;
 
 /// Serve one connection until the client closes it or an error ends it.
 pub async fn serve(server: Arc<Server>, stream: TcpStream, peer: SocketAddr) {
@@ -47,7 +50,7 @@ pub async fn serve(server: Arc<Server>, stream: TcpStream, peer: SocketAddr) {
     }
 }
 
-/// A parsed request head.
+/// A parsed request head, typed for the router.
 struct Head {
     parts: Parts,
     len: usize,
@@ -56,84 +59,36 @@ struct Head {
     expect_continue: bool,
 }
 
-enum Parsed {
-    Complete(Box<Head>),
-    Partial,
-    /// Refuse with this status and close.
-    Bad(StatusCode, String),
-}
-
-fn parse(buf: &[u8]) -> Parsed {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    let len = match req.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => {
-            return Parsed::Bad(
-                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                "request head too large".into(),
-            );
-        }
-        Ok(httparse::Status::Partial) => return Parsed::Partial,
-        Err(httparse::Error::TooManyHeaders) => {
-            return Parsed::Bad(
-                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                "too many header lines".into(),
-            );
-        }
-        Err(e) => return Parsed::Bad(StatusCode::BAD_REQUEST, format!("bad request: {e}")),
+/// The head at the start of `buf` (`Ok(None)`: more bytes needed), parsed and validated by
+/// [`http_proto::request::parse`] and typed with the `http` crate for the router. The router
+/// sees the normalised, decoded path, never the raw target.
+fn parse(buf: &[u8]) -> Result<Option<Head>, Error> {
+    let Some(h) = request::parse(buf)? else {
+        return Ok(None);
     };
-    let version = match req.version {
-        Some(0) => Version::HTTP_10,
-        _ => Version::HTTP_11,
+    let uri = match &h.target.query {
+        Some(q) => format!("{}?{q}", h.target.path),
+        None => h.target.path.clone(),
     };
     let mut b = Request::builder()
-        .method(req.method.unwrap_or("GET"))
-        .uri(req.path.unwrap_or("/"))
-        .version(version);
-    let mut content_length = 0u64;
-    let mut close = version == Version::HTTP_10;
-    let mut expect_continue = false;
-    for h in req.headers.iter() {
-        let value = std::str::from_utf8(h.value).unwrap_or("").trim();
-        if h.name.eq_ignore_ascii_case("content-length") {
-            match value.parse() {
-                Ok(n) => content_length = n,
-                Err(_) => {
-                    return Parsed::Bad(
-                        StatusCode::BAD_REQUEST,
-                        format!("bad Content-Length {value:?}"),
-                    );
-                }
-            }
-        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            return Parsed::Bad(
-                StatusCode::NOT_IMPLEMENTED,
-                "chunked request bodies are not accepted".into(),
-            );
-        } else if h.name.eq_ignore_ascii_case("connection") {
-            for t in value.split(',').map(str::trim) {
-                if t.eq_ignore_ascii_case("close") {
-                    close = true;
-                } else if t.eq_ignore_ascii_case("keep-alive") {
-                    close = false;
-                }
-            }
-        } else if h.name.eq_ignore_ascii_case("expect") {
-            expect_continue = value.eq_ignore_ascii_case("100-continue");
-        }
-        b = b.header(h.name, h.value);
+        .method(h.method.as_str())
+        .uri(uri)
+        .version(if h.http10 {
+            Version::HTTP_10
+        } else {
+            Version::HTTP_11
+        });
+    for (name, value) in &h.headers {
+        b = b.header(name.as_str(), value.as_slice());
     }
-    match b.body(()) {
-        Ok(r) => Parsed::Complete(Box::new(Head {
-            parts: r.into_parts().0,
-            len,
-            content_length,
-            keep_alive: !close,
-            expect_continue,
-        })),
-        Err(e) => Parsed::Bad(StatusCode::BAD_REQUEST, format!("bad request: {e}")),
-    }
+    let r = b.body(()).map_err(|e| Error::Malformed(e.to_string()))?;
+    Ok(Some(Head {
+        parts: r.into_parts().0,
+        len: h.len,
+        content_length: h.content_length,
+        keep_alive: h.keep_alive,
+        expect_continue: h.expect_continue,
+    }))
 }
 
 /// Statuses whose responses never have a body.
@@ -179,9 +134,9 @@ impl Conn {
             let head = loop {
                 if !self.buf.is_empty() {
                     match parse(&self.buf) {
-                        Parsed::Complete(h) => break h,
-                        Parsed::Partial => {}
-                        Parsed::Bad(status, msg) => return self.refuse(status, msg).await,
+                        Ok(Some(h)) => break h,
+                        Ok(None) => {}
+                        Err(e) => return self.refuse(e).await,
                     }
                 }
                 if self.read_more().await? == 0 {
@@ -195,15 +150,7 @@ impl Conn {
                 keep_alive,
                 expect_continue,
                 ..
-            } = *head;
-            if content_length > MAX_BODY {
-                return self
-                    .refuse(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "request body too large".into(),
-                    )
-                    .await;
-            }
+            } = head;
             let want = content_length as usize;
             if expect_continue && self.buf.len() < want {
                 write_all(&self.stream, b"HTTP/1.1 100 Continue\r\n\r\n").await?;
@@ -222,17 +169,41 @@ impl Conn {
         }
     }
 
-    /// Answer an unparseable request and close.
-    async fn refuse(&mut self, status: StatusCode, msg: String) -> io::Result<()> {
+    /// Answer a request refused before any work (counted by reason) and close.
+    async fn refuse(&mut self, e: Error) -> io::Result<()> {
+        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+        tracing::info!(peer = %self.peer, error = %e, status = status.as_u16(), "request refused");
+        self.server.metrics.refused(e.reason());
         self.server.metrics.request("other", status.as_u16());
-        let mut r = Response::new(Body::Full(Bytes::from(msg + "\n")));
+        let mut r = Response::new(Body::Full(Bytes::from(e.to_string() + "\n")));
         *r.status_mut() = status;
         r.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
         let parts = Request::new(()).into_parts().0;
-        self.respond(&parts, r, false).await
+        self.respond(&parts, r, false).await?;
+        self.linger().await;
+        Ok(())
+    }
+
+    /// Close after a refusal without losing the answer: stop sending, then read and discard
+    /// what the client is still sending (bounded in bytes and time). Closing a socket with
+    /// unread input sends a reset, which can destroy the refusal before the client reads it.
+    async fn linger(&mut self) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let _ = self.stream.shutdown().await;
+        let drain = async {
+            let mut sink = [0u8; 16 << 10];
+            let mut left = LINGER_BYTES;
+            while left > 0 {
+                match self.stream.read(&mut sink).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => left = left.saturating_sub(n),
+                }
+            }
+        };
+        let _ = tokio::time::timeout(LINGER_TIME, drain).await;
     }
 
     async fn respond(
@@ -337,46 +308,14 @@ async fn write_more(stream: &TcpStream, mut buf: &[u8]) -> io::Result<()> {
 mod tests {
     use super::*;
 
-    fn complete(b: &[u8]) -> Box<Head> {
-        match parse(b) {
-            Parsed::Complete(h) => h,
-            Parsed::Partial => panic!("partial"),
-            Parsed::Bad(s, m) => panic!("{s} {m}"),
-        }
-    }
-
     #[test]
-    fn keep_alive_rules_and_lengths() {
-        let h = complete(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b");
-        assert!(h.keep_alive);
-        assert_eq!(h.len, 28);
-        assert_eq!(h.parts.uri.path(), "/a");
-        let h = complete(b"GET / HTTP/1.1\r\nConnection: Close\r\n\r\n");
-        assert!(!h.keep_alive);
-        let h = complete(b"GET / HTTP/1.0\r\n\r\n");
-        assert!(!h.keep_alive);
-        let h = complete(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
-        assert!(h.keep_alive);
-        let h = complete(b"PUT /k HTTP/1.1\r\nContent-Length: 12\r\nExpect: 100-continue\r\n\r\n");
-        assert_eq!(h.content_length, 12);
-        assert!(h.expect_continue);
-        assert!(matches!(parse(b"GET / HTTP/1.1\r\nHost"), Parsed::Partial));
-    }
-
-    #[test]
-    fn refusals() {
-        let bad = |b: &[u8]| match parse(b) {
-            Parsed::Bad(s, _) => s,
-            _ => panic!("accepted {:?}", String::from_utf8_lossy(b)),
-        };
-        assert_eq!(bad(b"GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n"), 400);
-        assert_eq!(bad(b"G\x01T / HTTP/1.1\r\n\r\n"), 400);
-        assert_eq!(
-            bad(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"),
-            501
-        );
-        let mut big = b"GET / HTTP/1.1\r\nX: ".to_vec();
-        big.resize(MAX_HEAD + 10, b'a');
-        assert_eq!(bad(&big), 431);
+    fn router_sees_the_normalised_path() {
+        let h = parse(b"GET /content/d%65mo.ts?x=1 HTTP/1.1\r\nHost: a\r\n\r\n")
+            .expect("valid")
+            .expect("complete");
+        assert_eq!(h.parts.uri.path(), "/content/demo.ts");
+        assert_eq!(h.parts.uri.query(), Some("x=1"));
+        assert_eq!(h.parts.method, Method::GET);
+        assert!(parse(b"GET /content/%2e%2e/x HTTP/1.1\r\n\r\n").is_err());
     }
 }

@@ -13,11 +13,23 @@ const BUCKETS: [f64; 10] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0,
 ];
 
+/// One counter family of refusals by reason, in Prometheus text.
+fn refusals(s: &mut String, name: &str, help: &str, m: &Mutex<BTreeMap<&'static str, u64>>) {
+    let _ = writeln!(s, "# HELP {name} {help}");
+    let _ = writeln!(s, "# TYPE {name} counter");
+    if let Ok(m) = m.lock() {
+        for (reason, n) in m.iter() {
+            let _ = writeln!(s, "{name}{{reason=\"{reason}\"}} {n}");
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct Metrics {
     requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
     bytes: Mutex<BTreeMap<&'static str, u64>>,
     refused: Mutex<BTreeMap<&'static str, u64>>,
+    rtsp_refused: Mutex<BTreeMap<&'static str, u64>>,
     active: AtomicU64,
     rtsp_sessions: AtomicU64,
     failovers: AtomicU64,
@@ -41,6 +53,14 @@ impl Metrics {
 
     pub fn refused(&self, reason: &'static str) {
         if let Ok(mut m) = self.refused.lock() {
+            *m.entry(reason).or_default() += 1;
+        }
+    }
+
+    /// An RTSP request refused before any work (bad framing, limits, a path that leaves the
+    /// store, an unknown method), by reason.
+    pub fn rtsp_refused(&self, reason: &'static str) {
+        if let Ok(mut m) = self.rtsp_refused.lock() {
             *m.entry(reason).or_default() += 1;
         }
     }
@@ -111,16 +131,18 @@ impl Metrics {
                 );
             }
         }
-        let _ = writeln!(
-            s,
-            "# HELP sluice_http_refused_total Requests refused before any work, by reason."
+        refusals(
+            &mut s,
+            "sluice_http_refused_total",
+            "Requests refused before any work, by reason.",
+            &self.refused,
         );
-        let _ = writeln!(s, "# TYPE sluice_http_refused_total counter");
-        if let Ok(m) = self.refused.lock() {
-            for (reason, n) in m.iter() {
-                let _ = writeln!(s, "sluice_http_refused_total{{reason=\"{reason}\"}} {n}");
-            }
-        }
+        refusals(
+            &mut s,
+            "sluice_rtsp_refused_total",
+            "RTSP requests refused before any work, by reason.",
+            &self.rtsp_refused,
+        );
         let _ = writeln!(
             s,
             "# HELP sluice_active_sessions Response bodies being sent."

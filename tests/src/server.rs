@@ -60,6 +60,17 @@ pub fn rtsp_address_in(line: &str) -> Option<SocketAddr> {
         .and_then(|a| a.trim_end_matches('/').parse().ok())
 }
 
+/// The RTSP address a started streamer announced in its ready line.
+pub fn rtsp_address(srv: &Server) -> SocketAddr {
+    let line = srv
+        .stdout_lines()
+        .into_iter()
+        .find(|l| l.starts_with("streamer: serving "))
+        .expect("ready line");
+    rtsp_address_in(&line)
+        .unwrap_or_else(|| panic!("no rtsp:// address in the ready line {line:?}"))
+}
+
 #[derive(Default)]
 struct Lines {
     lines: Vec<String>,

@@ -74,11 +74,13 @@ pub async fn serve(server: Arc<RtspServer>, stream: TcpStream, peer: SocketAddr,
                 Err(e) => {
                     tracing::info!(%peer, error = %e, "bad RTSP request");
                     server.metrics.request("rtsp", e.status());
+                    server.metrics.rtsp_refused(refusal_reason(&e));
                     let _ = send(
                         &conn,
                         &Response::new(e.status()).header("Connection", "close"),
                     )
                     .await;
+                    linger(&mut rd).await;
                     break 'read;
                 }
             }
@@ -91,6 +93,37 @@ pub async fn serve(server: Arc<RtspServer>, stream: TcpStream, peer: SocketAddr,
     server.remove_connection(id);
     drop(conn);
     let _ = writer.await;
+}
+
+/// After a refusal that closes the connection, read and drop what the client still sends
+/// (bounded in bytes and time) while the writer sends the reply: closing a socket with unread
+/// input resets it, which can destroy the reply before the client reads it.
+async fn linger(rd: &mut tokio::net::tcp::OwnedReadHalf) {
+    let drain = async {
+        let mut sink = [0u8; 16 << 10];
+        let mut left: usize = 1 << 20;
+        while left > 0 {
+            match rd.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), drain).await;
+}
+
+/// The metric label for a request the parser refused.
+fn refusal_reason(e: &rtsp_proto::Error) -> &'static str {
+    use rtsp_proto::Error as E;
+    match e {
+        E::StartLineTooLong { .. } => "request_line_too_long",
+        E::HeadTooLarge { .. } => "head_too_large",
+        E::TooManyHeaders { .. } => "too_many_headers",
+        E::BodyTooLarge { .. } => "body_too_large",
+        E::Version { .. } => "version",
+        E::BadContentLength { .. } => "bad_content_length",
+        _ => "malformed",
+    }
 }
 
 async fn send(conn: &Conn, resp: &Response) -> Result<(), ()> {

@@ -69,7 +69,10 @@ async fn dispatch(server: &Arc<RtspServer>, conn: &mut Conn, req: &Request) -> R
         Method::Announce | Method::Record | Method::Redirect => {
             Response::new(405).header("Allow", PUBLIC)
         }
-        Method::Other(_) => Response::new(501).header("Public", PUBLIC),
+        Method::Other(_) => {
+            server.metrics.rtsp_refused("unknown_method");
+            Response::new(501).header("Public", PUBLIC)
+        }
     }
 }
 
@@ -87,6 +90,24 @@ fn with_session(server: &RtspServer, req: &Request) -> Result<Arc<Session>, Resp
     server.session(&id).ok_or_else(|| Response::new(454))
 }
 
+/// The content id a request URI names, or the refusal (counted): 400 for a path refused
+/// outright (traversal in any encoding, see [`url::content_id`]), 404 for a path naming no
+/// content id. Before any other work.
+fn requested_id(server: &RtspServer, req: &Request) -> Result<String, Response> {
+    match url::content_id(&req.uri) {
+        Ok(Some(id)) => Ok(id),
+        Ok(None) => {
+            server.metrics.rtsp_refused("bad_id");
+            Err(Response::new(404))
+        }
+        Err(e) => {
+            tracing::info!(uri = %req.uri, error = %e, "RTSP request path refused");
+            server.metrics.rtsp_refused(e.reason());
+            Err(Response::new(400).body("text/plain", format!("{e}\r\n")))
+        }
+    }
+}
+
 fn session_header(server: &RtspServer, s: &Session) -> String {
     format_session(&s.id, server.config.session_timeout.as_secs() as u32)
 }
@@ -100,9 +121,11 @@ fn describe(server: &RtspServer, conn: &Conn, req: &Request) -> Response {
     {
         return Response::new(406);
     }
-    let Some(id) = url::content_id(&req.uri) else {
-        return Response::new(404);
+    let id = match requested_id(server, req) {
+        Ok(id) => id,
+        Err(r) => return r,
     };
+    let id = id.as_str();
     let Some(c) = server.catalog.get(id) else {
         return Response::new(404);
     };
@@ -134,10 +157,11 @@ fn choose_transport(v: &str) -> Result<Option<Transport>, Response> {
 }
 
 async fn setup(server: &Arc<RtspServer>, conn: &mut Conn, req: &Request) -> Response {
-    let Some(id) = url::content_id(&req.uri) else {
-        return Response::new(404);
+    let id = match requested_id(server, req) {
+        Ok(id) => id,
+        Err(r) => return r,
     };
-    let Some(content) = server.catalog.get(id) else {
+    let Some(content) = server.catalog.get(&id) else {
         return Response::new(404);
     };
     if let Some(v) = req.headers.get("Session") {

@@ -4,20 +4,33 @@
 /// The stream's control name in the SDP (`a=control:`), relative to `Content-Base`.
 pub const TRACK: &str = "track1";
 
-/// The content id of an RTSP request URI, or `None` when the path names no content.
-pub fn content_id(uri: &str) -> Option<&str> {
-    let rest = uri
-        .strip_prefix("rtsp://")
-        .or_else(|| uri.strip_prefix("RTSP://"))
-        .map_or(uri, |r| r.find('/').map_or("", |i| &r[i..]));
-    let path = rest.split(['?', '#']).next().unwrap_or("");
+/// The content id an RTSP request URI names: `Err` when the URI is refused outright (a path
+/// that tries to leave the store or hide what it names: `..` in any encoding, encoded
+/// separators, backslashes, NUL, non-ASCII, not `rtsp://` or `/`-rooted; answer 400),
+/// `Ok(None)` when the path names no content (answer 404). The path goes through the same
+/// decoding and refusals as HTTP's ([`http_proto::target::normalise_path`]).
+pub fn content_id(uri: &str) -> Result<Option<String>, http_proto::Error> {
+    let scheme = ["rtsp://", "rtsps://"].iter().find_map(|s| {
+        uri.get(..s.len())
+            .filter(|p| p.eq_ignore_ascii_case(s))
+            .map(|_| &uri[s.len()..])
+    });
+    let rest = match scheme {
+        Some(r) => r.find('/').map_or("/", |i| &r[i..]),
+        None => uri,
+    };
+    let raw = rest.split('?').next().unwrap_or("");
+    if raw.contains('#') {
+        return Err(http_proto::Error::BadTarget(raw.chars().take(64).collect()));
+    }
+    let path = http_proto::target::normalise_path(raw)?;
     let path = path.trim_start_matches('/');
     let path = path.strip_suffix('/').unwrap_or(path);
     let path = path
         .strip_suffix(TRACK)
         .map_or(path, |p| p.strip_suffix('/').unwrap_or(path));
     let id = path.strip_suffix('/').unwrap_or(path);
-    installer::store::check_id(id).ok().map(|_| id)
+    Ok(installer::store::check_id(id).ok().map(|_| id.to_string()))
 }
 
 /// The `Content-Base` for a DESCRIBE of `uri`: the URI without query, ending in `/`.
@@ -45,12 +58,27 @@ mod tests {
             ("/demo", Some("demo")),
             ("rtsp://h/", None),
             ("rtsp://h", None),
-            ("*", None),
-            ("rtsp://h/../etc", None),
+            ("rtsp://h/d%65mo", Some("demo")),
             ("rtsp://h/a/b", None),
             ("rtsp://h/track1", Some("track1")),
         ] {
-            assert_eq!(content_id(u), want, "{u}");
+            assert_eq!(content_id(u).expect(u).as_deref(), want, "{u}");
+        }
+        for u in [
+            "rtsp://h/../etc",
+            "rtsp://h/%2e%2e/demo",
+            "rtsp://h/demo%2ftrack1",
+            "rtsp://h/..%5cdemo",
+            "rtsp://h/%c0%ae%c0%ae/demo",
+            "rtsp://h/%252e%252e/demo",
+            "rtsp://h/de%00mo",
+            "rtsp://h/demo\\x",
+            "rtsp://h//etc/passwd",
+            "http://h/demo",
+            "demo",
+            "*",
+        ] {
+            assert!(content_id(u).is_err(), "{u}");
         }
         assert_eq!(content_base("rtsp://h/demo?x"), "rtsp://h/demo/");
         assert_eq!(content_base("rtsp://h/demo/"), "rtsp://h/demo/");
