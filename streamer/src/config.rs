@@ -5,6 +5,12 @@
 //! http_listen = "0.0.0.0:8080"
 //! rtsp_listen = "0.0.0.0:8554"
 //! rtsp_session_timeout_secs = 60  # a session not heard from for this long ends
+//! header_timeout_secs = 10      # a request head not complete this long after it began: closed
+//! idle_timeout_secs = 60        # a connection with no request (and no RTSP session): closed
+//! max_connections = 10000       # concurrent connections overall (HTTP and RTSP each)
+//! max_connections_per_client = 100
+//! max_sessions = 10000          # RTSP sessions overall (SETUP beyond: 453)
+//! max_sessions_per_client = 100
 //! read_deadline_ms = 500          # a node read slower than this fails over to the next replica
 //! heartbeat_ms = 200
 //! missed_beats = 3
@@ -48,6 +54,12 @@ pub struct Config {
     pub heartbeat_ms: u64,
     pub missed_beats: u32,
     pub rtsp_session_timeout_secs: u64,
+    pub header_timeout_secs: u64,
+    pub idle_timeout_secs: u64,
+    pub max_connections: usize,
+    pub max_connections_per_client: usize,
+    pub max_sessions: usize,
+    pub max_sessions_per_client: usize,
     /// Install the embedded demo clip when the store holds no content.
     pub demo: bool,
     pub device: DeviceSection,
@@ -63,6 +75,12 @@ impl Default for Config {
             heartbeat_ms: 200,
             missed_beats: 3,
             rtsp_session_timeout_secs: 60,
+            header_timeout_secs: 10,
+            idle_timeout_secs: 60,
+            max_connections: 10_000,
+            max_connections_per_client: 100,
+            max_sessions: 10_000,
+            max_sessions_per_client: 100,
             demo: true,
             device: DeviceSection::default(),
         }
@@ -72,6 +90,19 @@ impl Default for Config {
 impl Config {
     pub fn from_toml(text: &str) -> Result<Config, String> {
         toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    pub fn limits(&self) -> crate::limits::Limits {
+        use std::time::Duration;
+        crate::limits::Limits {
+            header_timeout: Duration::from_secs(self.header_timeout_secs.max(1)),
+            idle_timeout: Duration::from_secs(self.idle_timeout_secs.max(1)),
+            max_connections: self.max_connections,
+            max_connections_per_client: self.max_connections_per_client,
+            max_sessions: self.max_sessions,
+            max_sessions_per_client: self.max_sessions_per_client,
+            ..Default::default()
+        }
     }
 
     pub fn device_config(&self) -> storage_device_sim::DeviceConfig {

@@ -59,6 +59,8 @@ pub struct Server {
     pub metrics: Arc<Metrics>,
     /// Bytes per storage read (the device's buffer size).
     pub chunk: usize,
+    /// Timeouts and connection limits.
+    pub limits: crate::limits::Limits,
 }
 
 fn full(bytes: impl Into<Bytes>) -> HttpBody {

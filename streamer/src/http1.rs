@@ -23,6 +23,9 @@
 //!   A refusal is counted (`sluice_http_refused_total{reason}`) and closes the connection; a body
 //!   that cannot be finished (every replica failed) closes the connection mid-body, so the
 //!   client sees a short body, never a wrong one.
+//! - Slow-loris: a request head must be complete within the header timeout (of the connect for
+//!   the first request, of its first byte for later ones), else 408 and close; a keep-alive
+//!   connection with no request for the idle timeout is closed ([`crate::limits::Limits`]).
 
 use crate::http::{Body, Server};
 use crate::send::{Pipes, send_content, write_all};
@@ -38,6 +41,7 @@ use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 /// After a refusal, how long and how much of the client's further input is read and dropped.
 const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(2);
@@ -130,7 +134,12 @@ impl Conn {
     }
 
     async fn run(mut self) -> io::Result<()> {
+        let limits = self.server.limits.clone();
+        // The first request's head is due within the header timeout of the connect; a later
+        // one within the header timeout of its first byte, after at most the idle timeout.
+        let mut head_due = Some(Instant::now() + limits.header_timeout);
         loop {
+            let idle_until = Instant::now() + limits.idle_timeout;
             let head = loop {
                 if !self.buf.is_empty() {
                     match parse(&self.buf) {
@@ -138,11 +147,23 @@ impl Conn {
                         Ok(None) => {}
                         Err(e) => return self.refuse(e).await,
                     }
+                    head_due.get_or_insert_with(|| Instant::now() + limits.header_timeout);
                 }
-                if self.read_more().await? == 0 {
-                    return Ok(());
+                let until = head_due.unwrap_or(idle_until);
+                match tokio::time::timeout_at(until, self.read_more()).await {
+                    Ok(n) => {
+                        if n? == 0 {
+                            return Ok(());
+                        }
+                    }
+                    Err(_) if head_due.is_some() => return self.request_timeout().await,
+                    Err(_) => {
+                        self.server.metrics.refused("idle_timeout");
+                        return Ok(());
+                    }
                 }
             };
+            head_due = None;
             self.buf.advance(head.len);
             let Head {
                 parts,
@@ -155,9 +176,15 @@ impl Conn {
             if expect_continue && self.buf.len() < want {
                 write_all(&self.stream, b"HTTP/1.1 100 Continue\r\n\r\n").await?;
             }
+            let body_due = Instant::now() + limits.header_timeout;
             while self.buf.len() < want {
-                if self.read_more().await? == 0 {
-                    return Ok(());
+                match tokio::time::timeout_at(body_due, self.read_more()).await {
+                    Ok(n) => {
+                        if n? == 0 {
+                            return Ok(());
+                        }
+                    }
+                    Err(_) => return self.request_timeout().await,
                 }
             }
             let body = self.buf.split_to(want).freeze();
@@ -183,6 +210,24 @@ impl Conn {
         );
         let parts = Request::new(()).into_parts().0;
         self.respond(&parts, r, false).await?;
+        self.linger().await;
+        Ok(())
+    }
+
+    /// A request head (or small body) that did not arrive in time: 408, counted, and close.
+    async fn request_timeout(&mut self) -> io::Result<()> {
+        tracing::info!(peer = %self.peer, "request head not complete in time");
+        self.server.metrics.refused("header_timeout");
+        self.server.metrics.request("other", 408);
+        let mut r = Response::new(Body::Full(Bytes::from_static(b"request timeout\n")));
+        *r.status_mut() = StatusCode::REQUEST_TIMEOUT;
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        let parts = Request::new(()).into_parts().0;
+        // A client that does not read its 408 must not hold the connection either.
+        let _ = tokio::time::timeout(LINGER_TIME, self.respond(&parts, r, false)).await;
         self.linger().await;
         Ok(())
     }

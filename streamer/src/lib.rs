@@ -9,6 +9,7 @@
 //!   byte comes from the storage nodes through a replica reader, so a node failing
 //!   mid-response does not break the body; [`send`] moves local nodes' bytes from the page
 //!   cache to the socket without copying them through user memory.
+//! - [`limits`]: header and idle timeouts, connection and session limits.
 //! - [`metrics`]: counters and histograms behind `/metrics`.
 //! - [`demo`]: the embedded default: a small clip installed into an empty store.
 
@@ -18,6 +19,7 @@ pub mod config;
 pub mod demo;
 pub mod http;
 pub mod http1;
+pub mod limits;
 pub mod metrics;
 pub mod rtsp;
 pub mod send;

@@ -44,6 +44,27 @@ struct Cli {
     /// An RTSP session not heard from for this long ends, seconds (default 60).
     #[arg(long)]
     rtsp_session_timeout: Option<u64>,
+    /// A request head not complete this long after it began closes the connection (HTTP:
+    /// 408), seconds (default 10).
+    #[arg(long)]
+    header_timeout: Option<u64>,
+    /// A connection with no request (and, for RTSP, no session) for this long is closed,
+    /// seconds (default 60).
+    #[arg(long)]
+    idle_timeout: Option<u64>,
+    /// Concurrent connections overall, HTTP and RTSP each (default 10000); beyond it HTTP
+    /// answers 503 with Retry-After and RTSP closes.
+    #[arg(long)]
+    max_connections: Option<usize>,
+    /// Concurrent connections from one client address (default 100).
+    #[arg(long)]
+    max_connections_per_client: Option<usize>,
+    /// RTSP sessions overall (default 10000); SETUP beyond it answers 453.
+    #[arg(long)]
+    max_sessions: Option<usize>,
+    /// RTSP sessions from one client address (default 100).
+    #[arg(long)]
+    max_sessions_per_client: Option<usize>,
     /// Do not install the demo clip into an empty store.
     #[arg(long)]
     no_demo: bool,
@@ -78,6 +99,24 @@ fn load_config(cli: &Cli) -> Result<Config> {
     }
     if let Some(s) = cli.rtsp_session_timeout {
         cfg.rtsp_session_timeout_secs = s;
+    }
+    if let Some(s) = cli.header_timeout {
+        cfg.header_timeout_secs = s;
+    }
+    if let Some(s) = cli.idle_timeout {
+        cfg.idle_timeout_secs = s;
+    }
+    if let Some(n) = cli.max_connections {
+        cfg.max_connections = n;
+    }
+    if let Some(n) = cli.max_connections_per_client {
+        cfg.max_connections_per_client = n;
+    }
+    if let Some(n) = cli.max_sessions {
+        cfg.max_sessions = n;
+    }
+    if let Some(n) = cli.max_sessions_per_client {
+        cfg.max_sessions_per_client = n;
     }
     if cli.no_demo {
         cfg.demo = false;
@@ -127,6 +166,7 @@ async fn main() -> Result<()> {
         metrics.clone(),
         RtspConfig {
             session_timeout: std::time::Duration::from_secs(cfg.rtsp_session_timeout_secs.max(1)),
+            limits: cfg.limits(),
         },
     )
     .await
@@ -166,6 +206,7 @@ async fn main() -> Result<()> {
         cluster,
         catalog,
         metrics,
+        limits: cfg.limits(),
     });
     loop {
         tokio::select! {

@@ -1,7 +1,9 @@
 //! One RTSP connection: read, parse (pipelined requests, `$` frames from the client), answer in
 //! order. Everything written to the socket (replies and, for RTP/AVP/TCP sessions, the
 //! interleaved media) goes through one bounded queue drained by a writer task, so a client that
-//! stops reading stalls its own sessions instead of growing memory.
+//! stops reading stalls its own sessions instead of growing memory. A request head must be
+//! complete within the header timeout and a connection without sessions may idle only for the
+//! idle timeout (slow-loris, [`crate::limits::Limits`]); either closes the connection.
 
 use super::methods;
 use super::server::RtspServer;
@@ -12,6 +14,7 @@ use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
 /// Write-queue depth: each item is one reply or one wake-up's batch of RTP packets.
 pub const WRITE_QUEUE: usize = 64;
@@ -50,11 +53,18 @@ pub async fn serve(server: Arc<RtspServer>, stream: TcpStream, peer: SocketAddr,
         after_reply: None,
     };
     let mut buf = BytesMut::with_capacity(4096);
+    let limits = server.config.limits.clone();
+    // As over HTTP: a head is due within the header timeout of the connect (first request)
+    // or of its first byte; a connection without sessions may idle for the idle timeout.
+    let mut head_due = Some(Instant::now() + limits.header_timeout);
+    let mut idle_until = Instant::now() + limits.idle_timeout;
     'read: loop {
         loop {
             match parse(&buf) {
                 Ok(Some((msg, used))) => {
                     let _ = buf.split_to(used);
+                    head_due = None;
+                    idle_until = Instant::now() + limits.idle_timeout;
                     match msg {
                         Message::Request(req) => {
                             let resp = methods::handle(&server, &mut conn, req).await;
@@ -85,9 +95,26 @@ pub async fn serve(server: Arc<RtspServer>, stream: TcpStream, peer: SocketAddr,
                 }
             }
         }
-        match rd.read_buf(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
+        if !buf.is_empty() {
+            head_due.get_or_insert_with(|| Instant::now() + limits.header_timeout);
+        }
+        let until = head_due.unwrap_or(idle_until);
+        match tokio::time::timeout_at(until, rd.read_buf(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => break,
+            Ok(Ok(_)) => {}
+            Err(_) if head_due.is_some() => {
+                tracing::info!(%peer, "RTSP request head not complete in time");
+                server.metrics.rtsp_refused("header_timeout");
+                break;
+            }
+            // Sessions on this connection keep it open: the session timeout governs them.
+            Err(_) if server.has_connection_sessions(id) => {
+                idle_until = Instant::now() + limits.idle_timeout;
+            }
+            Err(_) => {
+                server.metrics.rtsp_refused("idle_timeout");
+                break;
+            }
         }
     }
     server.remove_connection(id);

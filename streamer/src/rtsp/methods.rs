@@ -246,15 +246,18 @@ async fn setup(server: &Arc<RtspServer>, conn: &mut Conn, req: &Request) -> Resp
         status: status.clone(),
     };
     tokio::spawn(player.run(rx));
-    let sess = Arc::new(Session::new(
-        session::new_id(),
-        content,
-        req.uri.clone(),
-        kind,
-        ctl,
-        status,
-        server.now_ms(),
-    ));
+    let sess = Arc::new(
+        Session::new(
+            session::new_id(),
+            content,
+            req.uri.clone(),
+            kind,
+            ctl,
+            status,
+            server.now_ms(),
+        )
+        .on(conn.id, conn.peer.ip()),
+    );
     server.insert(sess.clone());
     Response::new(200)
         .header("Transport", reply.to_header_value())

@@ -20,12 +20,15 @@ use tokio::net::{TcpListener, UdpSocket};
 pub struct RtspConfig {
     /// A session nobody hears from (requests, RTCP receiver reports) for this long ends.
     pub session_timeout: Duration,
+    /// Header and idle timeouts, connection and session limits.
+    pub limits: crate::limits::Limits,
 }
 
 impl Default for RtspConfig {
     fn default() -> Self {
         RtspConfig {
             session_timeout: Duration::from_secs(60),
+            limits: crate::limits::Limits::default(),
         }
     }
 }
@@ -147,6 +150,13 @@ impl RtspServer {
             lock(&self.rtcp_peers).remove(rtcp);
         }
         Some(s)
+    }
+
+    /// Whether any live session was set up on connection `connection` (either transport).
+    pub fn has_connection_sessions(&self, connection: u64) -> bool {
+        lock(&self.sessions)
+            .values()
+            .any(|s| s.connection == connection)
     }
 
     /// Sessions carried by a TCP connection that closed.

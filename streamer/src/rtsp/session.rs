@@ -28,6 +28,9 @@ pub struct Session {
     /// The URL the client set the stream up with (what `RTP-Info` must name).
     pub stream_url: String,
     pub transport: TransportKind,
+    /// The RTSP connection that set it up, and the client's address (for the limits).
+    pub connection: u64,
+    pub client: std::net::IpAddr,
     pub state: Mutex<State>,
     pub control: mpsc::Sender<Command>,
     pub status: Arc<Status>,
@@ -50,11 +53,20 @@ impl Session {
             content,
             stream_url,
             transport,
+            connection: 0,
+            client: std::net::Ipv4Addr::UNSPECIFIED.into(),
             state: Mutex::new(State::Ready),
             control,
             status,
             last_seen: AtomicU64::new(now_ms),
         }
+    }
+
+    /// The same session, set up on connection `connection` from `client`.
+    pub fn on(mut self, connection: u64, client: std::net::IpAddr) -> Session {
+        self.connection = connection;
+        self.client = client;
+        self
     }
 
     pub fn touch(&self, now_ms: u64) {

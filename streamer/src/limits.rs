@@ -1,0 +1,131 @@
+//! Limits that keep one client (or many) from exhausting the server: how long a request head
+//! may take and how long a connection may sit idle (slow-loris), and how many connections and
+//! sessions there may be overall and per client address.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Timeouts and counts, from the configuration.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// A request head (first byte to blank line, or connect to blank line for the first
+    /// request) that takes longer than this closes the connection (HTTP: 408 first).
+    pub header_timeout: Duration,
+    /// A keep-alive connection with no request for this long is closed (RTSP: only while it
+    /// carries no session; sessions are governed by the session timeout).
+    pub idle_timeout: Duration,
+    /// Concurrent connections (HTTP or RTSP, each side counted on its own), overall.
+    pub max_connections: usize,
+    /// Concurrent connections from one client address.
+    pub max_connections_per_client: usize,
+    /// RTSP sessions overall.
+    pub max_sessions: usize,
+    /// RTSP sessions from one client address.
+    pub max_sessions_per_client: usize,
+    /// What a refused HTTP connection is told in `Retry-After`, seconds.
+    pub retry_after_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 10_000,
+            max_connections_per_client: 100,
+            max_sessions: 10_000,
+            max_sessions_per_client: 100,
+            retry_after_secs: 5,
+        }
+    }
+}
+
+/// Why a connection or session was refused (the metric label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Over {
+    Total,
+    PerClient,
+}
+
+/// Live connections overall and per client address. A [`Slot`] holds one place and gives it
+/// back when dropped.
+#[derive(Debug)]
+pub struct Counter {
+    max: usize,
+    max_per_client: usize,
+    inner: Mutex<(usize, HashMap<IpAddr, usize>)>,
+}
+
+impl Counter {
+    pub fn new(max: usize, max_per_client: usize) -> Arc<Counter> {
+        Arc::new(Counter {
+            max,
+            max_per_client,
+            inner: Mutex::new((0, HashMap::new())),
+        })
+    }
+
+    /// One more connection from `ip`, or why not.
+    pub fn acquire(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, Over> {
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if g.0 >= self.max {
+            return Err(Over::Total);
+        }
+        let n = g.1.entry(ip).or_default();
+        if *n >= self.max_per_client {
+            return Err(Over::PerClient);
+        }
+        *n += 1;
+        g.0 += 1;
+        Ok(Slot {
+            counter: self.clone(),
+            ip,
+        })
+    }
+
+    pub fn total(&self) -> usize {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).0
+    }
+}
+
+/// One held place in a [`Counter`].
+#[derive(Debug)]
+pub struct Slot {
+    counter: Arc<Counter>,
+    ip: IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut g = self.counter.inner.lock().unwrap_or_else(|e| e.into_inner());
+        g.0 = g.0.saturating_sub(1);
+        if let Some(n) = g.1.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                g.1.remove(&self.ip);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_overall_and_per_client_and_gives_back() {
+        let c = Counter::new(3, 2);
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let a1 = c.acquire(a).unwrap();
+        let _a2 = c.acquire(a).unwrap();
+        assert_eq!(c.acquire(a).unwrap_err(), Over::PerClient);
+        let _b1 = c.acquire(b).unwrap();
+        assert_eq!(c.acquire(b).unwrap_err(), Over::Total);
+        drop(a1);
+        assert_eq!(c.total(), 2);
+        assert!(c.acquire(b).is_ok());
+    }
+}

