@@ -54,6 +54,37 @@ pub async fn serve(server: Arc<Server>, stream: TcpStream, peer: SocketAddr) {
     }
 }
 
+/// Answer a connection over the connection limits: 503 with `Retry-After`, then close
+/// (without reading a request: the point is to spend nothing on it). The client's request is
+/// drained for a moment so that closing does not reset the answer away.
+pub async fn refuse_busy(stream: TcpStream, retry_after_secs: u64) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body = "too many connections, retry later\n";
+    let head = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nretry-after: {retry_after_secs}\r\n\
+         content-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n\
+         connection: close\r\ndate: {}\r\n\r\n{body}",
+        body.len(),
+        httpdate::fmt_http_date(std::time::SystemTime::now()),
+    );
+    let mut stream = stream;
+    let work = async {
+        if stream.write_all(head.as_bytes()).await.is_err() {
+            return;
+        }
+        let _ = stream.shutdown().await;
+        let mut sink = [0u8; 4096];
+        let mut left: usize = 64 << 10;
+        while left > 0 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), work).await;
+}
+
 /// A parsed request head, typed for the router.
 struct Head {
     parts: Parts,

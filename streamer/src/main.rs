@@ -13,6 +13,7 @@ use streamer::catalog::Catalog;
 use streamer::cluster::Cluster;
 use streamer::config::Config;
 use streamer::http::Server;
+use streamer::limits::{Counter, Over};
 use streamer::metrics::Metrics;
 use streamer::rtsp::{RtspConfig, RtspServer};
 
@@ -208,6 +209,10 @@ async fn main() -> Result<()> {
         metrics,
         limits: cfg.limits(),
     });
+    let http_conns = Counter::new(
+        server.limits.max_connections,
+        server.limits.max_connections_per_client,
+    );
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -221,8 +226,26 @@ async fn main() -> Result<()> {
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let server = server.clone();
-                tokio::spawn(streamer::http1::serve(server, stream, peer));
+                match http_conns.acquire(peer.ip()) {
+                    Ok(slot) => {
+                        let server = server.clone();
+                        tokio::spawn(async move {
+                            streamer::http1::serve(server, stream, peer).await;
+                            drop(slot);
+                        });
+                    }
+                    Err(over) => {
+                        server.metrics.refused(match over {
+                            Over::Total => "max_connections",
+                            Over::PerClient => "max_connections_per_client",
+                        });
+                        server.metrics.request("other", 503);
+                        tokio::spawn(streamer::http1::refuse_busy(
+                            stream,
+                            server.limits.retry_after_secs,
+                        ));
+                    }
+                }
             }
             _ = tokio::signal::ctrl_c() => {
                 eprintln!("streamer: stopping");

@@ -217,3 +217,108 @@ fn slow_loris_connections_are_dropped_on_time() {
     );
     http_plays(&s);
 }
+
+/// A SETUP over TCP on a new connection; the status (the client is returned to keep the
+/// connection and its session).
+fn try_setup(rtsp: SocketAddr) -> (Client, u16) {
+    let mut c = Client::connect(rtsp, "demo").expect("RTSP connect");
+    let url = c.url.clone();
+    let track = format!("{url}/track1");
+    let s = c.request(
+        Method::Setup,
+        &track,
+        &[("Transport", "RTP/AVP/TCP;unicast;interleaved=0-1")],
+    );
+    if s.status == 200 {
+        let sess = s.headers.get("Session").expect("Session").to_string();
+        c.session = Some(sess.split(';').next().unwrap_or("").to_string());
+    }
+    (c, s.status)
+}
+
+/// A raw HTTP exchange on a new connection: the status line and head, up to the blank line.
+fn raw_get(addr: SocketAddr) -> String {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = s.write_all(b"GET /api/v1/contents HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// Sessions beyond the limits (per client address, overall) are refused with 453 and counted;
+/// a TEARDOWN makes room again. HTTP connections beyond the limits get 503 with Retry-After,
+/// counted; closing one makes room again. Normal clients within the limits are served.
+#[test]
+fn session_and_connection_limits_refuse_with_453_and_503() {
+    for (flags, reason) in [
+        (
+            [
+                "--max-sessions-per-client",
+                "2",
+                "--max-connections-per-client",
+                "4",
+            ],
+            "_per_client",
+        ),
+        (["--max-sessions", "2", "--max-connections", "4"], ""),
+    ] {
+        let s = start(&flags);
+        // RTSP: two sessions fit, the third is refused with 453.
+        let (mut a, st) = try_setup(s.rtsp);
+        assert_eq!(st, 200, "{flags:?}: first SETUP");
+        let (_b, st) = try_setup(s.rtsp);
+        assert_eq!(st, 200, "{flags:?}: second SETUP");
+        let (_c, st) = try_setup(s.rtsp);
+        assert_eq!(st, 453, "{flags:?}: third SETUP");
+        let url = a.url.clone();
+        let t = a.request(Method::Teardown, &url, &[]);
+        assert_eq!(t.status, 200);
+        let (_d, st) = try_setup(s.rtsp);
+        assert_eq!(st, 200, "{flags:?}: SETUP after a TEARDOWN made room");
+        drop((a, _b, _c, _d));
+        // Their sessions end when the server sees the connections close.
+        std::thread::sleep(Duration::from_millis(500));
+
+        // HTTP: four held connections fit, the fifth gets 503 with Retry-After.
+        let held: Vec<TcpStream> = (0..4)
+            .map(|_| TcpStream::connect(s.srv.addr).expect("connect"))
+            .collect();
+        // Accepting is asynchronous: give the server a moment to count the four.
+        std::thread::sleep(Duration::from_millis(300));
+        let busy = raw_get(s.srv.addr);
+        assert!(busy.starts_with("HTTP/1.1 503 "), "{flags:?}: {busy:?}");
+        assert!(
+            busy.to_ascii_lowercase().contains("\r\nretry-after: "),
+            "no Retry-After: {busy:?}"
+        );
+        drop(held);
+        // Closed connections are given back once the server sees the close.
+        let t0 = Instant::now();
+        let mut ok = String::new();
+        while t0.elapsed() < Duration::from_secs(5) {
+            ok = raw_get(s.srv.addr);
+            if ok.starts_with("HTTP/1.1 200 ") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(
+            ok.starts_with("HTTP/1.1 200 "),
+            "{flags:?}: after closing: {ok:?}"
+        );
+        http_plays(&s);
+        rtsp_plays(&s);
+        let m = metrics(s.srv.addr);
+        let sessions = format!("max_sessions{reason}");
+        let conns = format!("max_connections{reason}");
+        assert!(
+            m.sum("sluice_rtsp_refused_total", &[("reason", &sessions)]) >= 1.0,
+            "{sessions} not counted"
+        );
+        assert!(
+            m.sum("sluice_http_refused_total", &[("reason", &conns)]) >= 1.0,
+            "{conns} not counted"
+        );
+    }
+}

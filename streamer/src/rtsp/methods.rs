@@ -186,6 +186,11 @@ async fn setup(server: &Arc<RtspServer>, conn: &mut Conn, req: &Request) -> Resp
         Ok(None) => return Response::new(461),
         Err(r) => return r,
     };
+    if let Err(reason) = server.session_room(conn.peer.ip()) {
+        tracing::info!(peer = %conn.peer, reason, "SETUP refused: session limit");
+        server.metrics.rtsp_refused(reason);
+        return Response::new(453);
+    }
     let index = match server.index(&content).await {
         Ok(i) => i,
         Err(e) => {

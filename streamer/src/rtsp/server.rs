@@ -6,6 +6,7 @@ use super::pump::Pump;
 use super::session::{Session, TransportKind, now_ms};
 use crate::catalog::{Catalog, Content};
 use crate::cluster::Cluster;
+use crate::limits::{Counter, Over};
 use crate::metrics::Metrics;
 use media::index::Index;
 use std::collections::HashMap;
@@ -47,6 +48,8 @@ pub struct RtspServer {
     rtcp_peers: Mutex<HashMap<SocketAddr, String>>,
     indexes: Mutex<HashMap<String, Arc<Index>>>,
     next_conn: AtomicU64,
+    /// Live RTSP connections, overall and per client address.
+    connections: Arc<Counter>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -83,7 +86,12 @@ impl RtspServer {
         // Room for bursts of many sessions between two wake-ups of the socket.
         let _ = socket2_sndbuf(&rtp, 4 << 20);
         let pump = Pump::start(&std_clone(&rtp)?, &std_clone(&rtcp)?, metrics.clone())?;
+        let connections = Counter::new(
+            config.limits.max_connections,
+            config.limits.max_connections_per_client,
+        );
         let server = Arc::new(RtspServer {
+            connections,
             pump,
             cluster,
             catalog,
@@ -112,9 +120,24 @@ impl RtspServer {
         loop {
             match listener.accept().await {
                 Ok((stream, peer)) => {
+                    let slot = match self.connections.acquire(peer.ip()) {
+                        Ok(slot) => slot,
+                        Err(over) => {
+                            // No request to answer yet: closing is the refusal.
+                            self.metrics.rtsp_refused(match over {
+                                Over::Total => "max_connections",
+                                Over::PerClient => "max_connections_per_client",
+                            });
+                            continue;
+                        }
+                    };
                     let _ = stream.set_nodelay(true);
                     let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
-                    tokio::spawn(conn::serve(self.clone(), stream, peer, id));
+                    let server = self.clone();
+                    tokio::spawn(async move {
+                        conn::serve(server, stream, peer, id).await;
+                        drop(slot);
+                    });
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "RTSP accept failed");
@@ -150,6 +173,21 @@ impl RtspServer {
             lock(&self.rtcp_peers).remove(rtcp);
         }
         Some(s)
+    }
+
+    /// Whether one more session from `client` fits the session limits; the refusal's metric
+    /// label otherwise. (Checked before the session is built, so racing SETUPs from many
+    /// connections may overshoot by the few in flight.)
+    pub fn session_room(&self, client: std::net::IpAddr) -> Result<(), &'static str> {
+        let l = &self.config.limits;
+        let sessions = lock(&self.sessions);
+        if sessions.len() >= l.max_sessions {
+            return Err("max_sessions");
+        }
+        if sessions.values().filter(|s| s.client == client).count() >= l.max_sessions_per_client {
+            return Err("max_sessions_per_client");
+        }
+        Ok(())
     }
 
     /// Whether any live session was set up on connection `connection` (either transport).
