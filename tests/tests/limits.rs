@@ -322,3 +322,73 @@ fn session_and_connection_limits_refuse_with_453_and_503() {
         );
     }
 }
+
+/// Raise this process's soft open-files limit to the hard one (the test holds thousands of
+/// sockets); returns the soft limit now in force.
+fn raise_own_fd_limit() -> u64 {
+    let mut l = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain syscalls on a live struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 && l.rlim_cur < l.rlim_max {
+            l.rlim_cur = l.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &l);
+        }
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut l);
+    }
+    l.rlim_cur as u64
+}
+
+/// 2,000 idle TCP connections to the HTTP port and 200 to the RTSP port, all held open, and a
+/// normal client still gets the whole file over HTTP and plays over RTSP; the idle connections
+/// are still open (the server neither ran out of descriptors nor dropped them early).
+#[test]
+fn thousands_of_idle_connections_do_not_stop_a_normal_client() {
+    const HTTP_IDLE: usize = 2000;
+    const RTSP_IDLE: usize = 200;
+    let soft = raise_own_fd_limit();
+    if soft < (HTTP_IDLE + RTSP_IDLE + 200) as u64 {
+        panic!("the open-files limit ({soft}) is too low for this test");
+    }
+    let s = start(&[
+        "--max-connections-per-client",
+        "5000",
+        "--header-timeout",
+        "60",
+    ]);
+    let t0 = Instant::now();
+    let mut idle = Vec::with_capacity(HTTP_IDLE + RTSP_IDLE);
+    for i in 0..HTTP_IDLE + RTSP_IDLE {
+        let to = if i < HTTP_IDLE { s.srv.addr } else { s.rtsp };
+        let c = TcpStream::connect_timeout(&to, Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("idle connection {i}: {e}"));
+        idle.push(c);
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "connecting took too long"
+        );
+    }
+    http_plays(&s);
+    rtsp_plays(&s);
+    let m = metrics(s.srv.addr);
+    assert_eq!(
+        m.sum(
+            "sluice_http_refused_total",
+            &[("reason", "max_connections_per_client")]
+        ),
+        0.0
+    );
+    // The idle connections are still open: a read finds nothing (not an end of stream).
+    for (i, c) in idle.iter_mut().enumerate().step_by(97) {
+        c.set_nonblocking(true).unwrap();
+        let mut b = [0u8; 64];
+        match c.read(&mut b) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            other => panic!("idle connection {i} was closed or answered: {other:?}"),
+        }
+    }
+    drop(idle);
+    http_plays(&s);
+}
