@@ -325,7 +325,7 @@ fn session_and_connection_limits_refuse_with_453_and_503() {
 
 /// Raise this process's soft open-files limit to the hard one (the test holds thousands of
 /// sockets); returns the soft limit now in force.
-fn raise_own_fd_limit() -> u64 {
+fn raise_own_fd_limit() -> libc::rlim_t {
     let mut l = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -338,7 +338,7 @@ fn raise_own_fd_limit() -> u64 {
         }
         libc::getrlimit(libc::RLIMIT_NOFILE, &mut l);
     }
-    l.rlim_cur as u64
+    l.rlim_cur
 }
 
 /// 2,000 idle TCP connections to the HTTP port and 200 to the RTSP port, all held open, and a
@@ -349,7 +349,7 @@ fn thousands_of_idle_connections_do_not_stop_a_normal_client() {
     const HTTP_IDLE: usize = 2000;
     const RTSP_IDLE: usize = 200;
     let soft = raise_own_fd_limit();
-    if soft < (HTTP_IDLE + RTSP_IDLE + 200) as u64 {
+    if soft < (HTTP_IDLE + RTSP_IDLE + 200) as libc::rlim_t {
         panic!("the open-files limit ({soft}) is too low for this test");
     }
     let s = start(&[
