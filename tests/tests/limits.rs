@@ -33,6 +33,12 @@ struct Setup {
 
 /// The demo installed as `demo` and a streamer with `extra` flags.
 fn start(extra: &[&str]) -> Setup {
+    start_under(None, extra)
+}
+
+/// As [`start`], the streamer run under `prlimit --nofile=N:N` when `nofile` is given (soft
+/// and hard, so the streamer cannot raise it).
+fn start_under(nofile: Option<u32>, extra: &[&str]) -> Setup {
     let store = tempfile::Builder::new()
         .prefix("sluice-limits-")
         .tempdir()
@@ -47,10 +53,17 @@ fn start(extra: &[&str]) -> Setup {
     assert!(out.success(), "installing the demo failed\n{out}");
     let file = fs::read(store::installed(store.path(), "demo").join("content.ts"))
         .expect("read content.ts");
-    let srv = Server::start(
-        server::streamer_command(store.path(), extra),
-        "streamer: serving ",
-    );
+    let mut cmd = server::streamer_command(store.path(), extra);
+    if let Some(n) = nofile {
+        let mut wrapped = std::process::Command::new("prlimit");
+        wrapped
+            .arg(format!("--nofile={n}:{n}"))
+            .arg("--")
+            .arg(cmd.get_program())
+            .args(cmd.get_args());
+        cmd = wrapped;
+    }
+    let srv = Server::start(cmd, "streamer: serving ");
     let rtsp = server::rtsp_address(&srv);
     Setup {
         _store: store,
@@ -391,4 +404,64 @@ fn thousands_of_idle_connections_do_not_stop_a_normal_client() {
     }
     drop(idle);
     http_plays(&s);
+}
+
+/// The streamer's descriptors run out (its open-files limit held at 256 by `prlimit`, 600 idle
+/// connections): accepting fails with EMFILE, the server backs off and keeps serving, the
+/// header timeout (2 s) frees descriptors, and a normal client queued behind the idle ones
+/// gets the whole file.
+#[test]
+fn accept_survives_running_out_of_descriptors() {
+    const IDLE: usize = 600;
+    raise_own_fd_limit();
+    let s = start_under(
+        Some(256),
+        &[
+            "--max-connections-per-client",
+            "5000",
+            "--header-timeout",
+            "2",
+        ],
+    );
+    let mut idle = Vec::with_capacity(IDLE);
+    for i in 0..IDLE {
+        let c = TcpStream::connect_timeout(&s.srv.addr, Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("idle connection {i}: {e}"));
+        idle.push(c);
+    }
+    // Let the server run into the limit (it warns on each failed accept and backs off).
+    std::thread::sleep(Duration::from_millis(500));
+    let t0 = Instant::now();
+    let mut c = TcpStream::connect_timeout(&s.srv.addr, Duration::from_secs(5)).expect("connect");
+    c.set_read_timeout(Some(Duration::from_secs(40))).unwrap();
+    c.write_all(b"GET /content/demo.ts HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut got = Vec::new();
+    let _ = c.read_to_end(&mut got);
+    let split = got
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| {
+            panic!(
+                "no response after {:?}: {:?}\nstderr:\n{}",
+                t0.elapsed(),
+                String::from_utf8_lossy(&got),
+                s.srv.stderr()
+            )
+        });
+    let head = String::from_utf8_lossy(&got[..split]).into_owned();
+    assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
+    assert!(
+        got[split + 4..] == s.file[..],
+        "the body is not the installed file"
+    );
+    // The server's log (stdout) or stderr says that accepting failed.
+    let said = s.srv.stdout_lines().join("\n") + &s.srv.stderr();
+    assert!(
+        said.contains("accept failed"),
+        "the server never ran out of descriptors:\n{said}"
+    );
+    drop(idle);
+    http_plays(&s);
+    rtsp_plays(&s);
 }
