@@ -8,7 +8,7 @@
 //! header_timeout_secs = 10      # a request head not complete this long after it began: closed
 //! idle_timeout_secs = 60        # a connection with no request (and no RTSP session): closed
 //! max_connections = 10000       # concurrent connections overall (HTTP and RTSP each)
-//! max_connections_per_client = 100
+//! max_connections_per_client = 1000
 //! max_sessions = 10000          # RTSP sessions overall (SETUP beyond: 453)
 //! max_sessions_per_client = 100
 //! read_deadline_ms = 500          # a node read slower than this fails over to the next replica
@@ -78,7 +78,7 @@ impl Default for Config {
             header_timeout_secs: 10,
             idle_timeout_secs: 60,
             max_connections: 10_000,
-            max_connections_per_client: 100,
+            max_connections_per_client: 1000,
             max_sessions: 10_000,
             max_sessions_per_client: 100,
             demo: true,

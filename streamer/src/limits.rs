@@ -34,7 +34,7 @@ impl Default for Limits {
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             max_connections: 10_000,
-            max_connections_per_client: 100,
+            max_connections_per_client: 1000,
             max_sessions: 10_000,
             max_sessions_per_client: 100,
             retry_after_secs: 5,

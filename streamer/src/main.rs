@@ -57,7 +57,8 @@ struct Cli {
     /// answers 503 with Retry-After and RTSP closes.
     #[arg(long)]
     max_connections: Option<usize>,
-    /// Concurrent connections from one client address (default 100).
+    /// Concurrent connections from one client address (default 1000: many viewers may share
+    /// one NAT address).
     #[arg(long)]
     max_connections_per_client: Option<usize>,
     /// RTSP sessions overall (default 10000); SETUP beyond it answers 453.
