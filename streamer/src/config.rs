@@ -7,6 +7,7 @@
 //! rtsp_session_timeout_secs = 60  # a session not heard from for this long ends
 //! header_timeout_secs = 10      # a request head not complete this long after it began: closed
 //! idle_timeout_secs = 60        # a connection with no request (and no RTSP session): closed
+//! send_timeout_secs = 60        # a client that takes no bytes for this long: closed
 //! max_connections = 10000       # concurrent connections overall (HTTP and RTSP each)
 //! max_connections_per_client = 1000
 //! max_sessions = 10000          # RTSP sessions overall (SETUP beyond: 453)
@@ -56,6 +57,7 @@ pub struct Config {
     pub rtsp_session_timeout_secs: u64,
     pub header_timeout_secs: u64,
     pub idle_timeout_secs: u64,
+    pub send_timeout_secs: u64,
     pub max_connections: usize,
     pub max_connections_per_client: usize,
     pub max_sessions: usize,
@@ -77,6 +79,7 @@ impl Default for Config {
             rtsp_session_timeout_secs: 60,
             header_timeout_secs: 10,
             idle_timeout_secs: 60,
+            send_timeout_secs: 60,
             max_connections: 10_000,
             max_connections_per_client: 1000,
             max_sessions: 10_000,

@@ -353,7 +353,7 @@ impl Conn {
 async fn write_more(stream: &TcpStream, mut buf: &[u8]) -> io::Result<()> {
     let fd = stream.as_raw_fd();
     while !buf.is_empty() {
-        stream.writable().await?;
+        crate::send::writable(stream).await?;
         let sent = stream.try_io(Interest::WRITABLE, || {
             // SAFETY: a live buffer and a socket fd owned by `stream`.
             let n = unsafe {

@@ -53,6 +53,10 @@ struct Cli {
     /// seconds (default 60).
     #[arg(long)]
     idle_timeout: Option<u64>,
+    /// A client that takes no bytes of a response (or RTSP media) for this long is closed,
+    /// seconds (default 60).
+    #[arg(long)]
+    send_timeout: Option<u64>,
     /// Concurrent connections overall, HTTP and RTSP each (default 10000); beyond it HTTP
     /// answers 503 with Retry-After and RTSP closes.
     #[arg(long)]
@@ -108,6 +112,9 @@ fn load_config(cli: &Cli) -> Result<Config> {
     if let Some(s) = cli.idle_timeout {
         cfg.idle_timeout_secs = s;
     }
+    if let Some(s) = cli.send_timeout {
+        cfg.send_timeout_secs = s;
+    }
     if let Some(n) = cli.max_connections {
         cfg.max_connections = n;
     }
@@ -143,6 +150,7 @@ async fn main() -> Result<()> {
         .init();
     let cfg = load_config(&cli)?;
     raise_fd_limit();
+    streamer::send::set_stall_timeout(std::time::Duration::from_secs(cfg.send_timeout_secs.max(1)));
     if cfg.demo && !has_content(&cfg.store) {
         eprintln!(
             "streamer: the store {} is empty: installing the demo clip",

@@ -55,6 +55,7 @@ use crate::metrics::Metrics;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 use storage_device_sim::pipe::SplicePipe;
 use storage_device_sim::replica::{Chunk, ReplicaReader};
@@ -209,7 +210,7 @@ async fn deliver(
 async fn drain(stream: &TcpStream, pipe: &SplicePipe, mut n: usize) -> io::Result<()> {
     let fd = stream.as_raw_fd();
     while n > 0 {
-        stream.writable().await?;
+        writable(stream).await?;
         match stream.try_io(Interest::WRITABLE, || pipe.splice_to(fd, n)) {
             Ok(0) => {
                 return Err(io::Error::new(
@@ -225,10 +226,35 @@ async fn drain(stream: &TcpStream, pipe: &SplicePipe, mut n: usize) -> io::Resul
     Ok(())
 }
 
+/// How long a socket may refuse to take any byte before the send gives up (a client that
+/// stops reading must not hold its connection, pipes and buffers for ever), milliseconds.
+static STALL_MS: AtomicU64 = AtomicU64::new(60_000);
+
+/// Sets the send stall timeout for the process (from the configuration, at start).
+pub fn set_stall_timeout(d: std::time::Duration) {
+    STALL_MS.store(d.as_millis().max(1) as u64, Ordering::Relaxed);
+}
+
+/// The send stall timeout in force.
+pub fn stall_timeout() -> std::time::Duration {
+    std::time::Duration::from_millis(STALL_MS.load(Ordering::Relaxed))
+}
+
+/// Wait until the socket takes bytes, at most the stall timeout (then `TimedOut`).
+pub async fn writable(stream: &TcpStream) -> io::Result<()> {
+    match tokio::time::timeout(stall_timeout(), stream.writable()).await {
+        Ok(r) => r,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the client took no bytes within the send timeout",
+        )),
+    }
+}
+
 /// `write_all` on a shared `&TcpStream`.
 pub async fn write_all(stream: &TcpStream, mut buf: &[u8]) -> io::Result<()> {
     while !buf.is_empty() {
-        stream.writable().await?;
+        writable(stream).await?;
         match stream.try_write(buf) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(k) => buf = &buf[k..],

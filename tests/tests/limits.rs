@@ -6,7 +6,9 @@
 //!   connection is closed after the idle timeout, while a normal client still gets its bytes;
 //! - session and connection limits, set small by flags: SETUP beyond them answers 453, an HTTP
 //!   connection beyond them 503 with `Retry-After`, each counted in `/metrics`;
-//! - thousands of idle connections do not stop a normal client.
+//! - a client that stops reading is cut off after the send timeout;
+//! - thousands of idle connections do not stop a normal client, and running out of descriptors
+//!   (EMFILE) does not stop the accept loop.
 //!
 //! Every wait is bounded; everything is on loopback.
 
@@ -464,4 +466,38 @@ fn accept_survives_running_out_of_descriptors() {
     drop(idle);
     http_plays(&s);
     rtsp_plays(&s);
+}
+
+/// A client that asks for a lot (40 pipelined GETs of the whole file) and reads nothing is cut
+/// off once the socket has taken nothing for the 2 s send timeout; a normal client is served
+/// meanwhile.
+#[test]
+fn a_client_that_stops_reading_is_cut_off() {
+    let s = start(&["--send-timeout", "2"]);
+    let mut c = TcpStream::connect(s.srv.addr).expect("connect");
+    let mut reqs = Vec::new();
+    for _ in 0..40 {
+        reqs.extend_from_slice(b"GET /content/demo.ts HTTP/1.1\r\nHost: x\r\n\r\n");
+    }
+    c.write_all(&reqs).expect("send requests");
+    // Read nothing until well past the send timeout (the buffers on both sides fill first).
+    std::thread::sleep(Duration::from_secs(6));
+    http_plays(&s);
+    // Now drain what was sent: the server closed the connection, so the stream ends (or is
+    // reset) long before the 40 bodies.
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    let t0 = Instant::now();
+    loop {
+        match c.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+        assert!(t0.elapsed() < Duration::from_secs(20), "still reading");
+    }
+    assert!(
+        got < 40 * s.file.len(),
+        "all {got} bytes came: the stalled client was not cut off"
+    );
 }

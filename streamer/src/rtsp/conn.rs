@@ -38,7 +38,12 @@ pub async fn serve(server: Arc<RtspServer>, stream: TcpStream, peer: SocketAddr,
     let (tx, mut rx) = mpsc::channel::<Bytes>(WRITE_QUEUE);
     let writer = tokio::spawn(async move {
         while let Some(b) = rx.recv().await {
-            if wr.write_all(&b).await.is_err() {
+            // A client that takes nothing for the send timeout is cut off.
+            let stall = crate::send::stall_timeout();
+            if !matches!(
+                tokio::time::timeout(stall, wr.write_all(&b)).await,
+                Ok(Ok(()))
+            ) {
                 break;
             }
         }
