@@ -6,7 +6,8 @@
 //!   connection is closed after the idle timeout, while a normal client still gets its bytes;
 //! - session and connection limits, set small by flags: SETUP beyond them answers 453, an HTTP
 //!   connection beyond them 503 with `Retry-After`, each counted in `/metrics`;
-//! - a client that stops reading is cut off after the send timeout;
+//! - a client that stops reading is cut off after the send timeout, and one that pipelines
+//!   requests without reading the answers is held back (bounded memory per connection);
 //! - thousands of idle connections do not stop a normal client, and running out of descriptors
 //!   (EMFILE) does not stop the accept loop.
 //!
@@ -500,4 +501,47 @@ fn a_client_that_stops_reading_is_cut_off() {
         got < 40 * s.file.len(),
         "all {got} bytes came: the stalled client was not cut off"
     );
+}
+
+/// How many bytes of `unit` repeated a client can push at a server that answers each one
+/// while the client reads nothing: stops at the first write that takes nothing for 3 s, or
+/// at `cap` bytes, or after 30 s.
+fn push_unread(addr: SocketAddr, unit: &[u8], cap: usize) -> usize {
+    let mut c = TcpStream::connect(addr).expect("connect");
+    c.set_write_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut chunk = Vec::new();
+    while chunk.len() < 64 << 10 {
+        chunk.extend_from_slice(unit);
+    }
+    let t0 = Instant::now();
+    let mut sent = 0usize;
+    while sent < cap && t0.elapsed() < Duration::from_secs(30) {
+        match c.write(&chunk) {
+            Ok(n) => sent += n,
+            Err(_) => break,
+        }
+    }
+    sent
+}
+
+/// Bounded memory per connection: a client that pipelines requests and never reads the
+/// answers is stopped by back-pressure (the server stops reading while its answers are not
+/// taken) instead of having its requests read and its answers queued without end; the kernel
+/// buffers absorb a few megabytes, far below 256 MiB. Normal clients are served meanwhile.
+#[test]
+fn pipelining_without_reading_is_held_back() {
+    let s = start(&[]);
+    const CAP: usize = 256 << 20;
+    let http = push_unread(
+        s.srv.addr,
+        b"GET /api/v1/contents HTTP/1.1\r\nHost: x\r\n\r\n",
+        CAP,
+    );
+    assert!(http < 64 << 20, "HTTP: {http} bytes of requests were taken");
+    let url = format!("rtsp://{}/demo", s.rtsp);
+    let rtsp_req = format!("DESCRIBE {url} RTSP/1.0\r\nCSeq: 1\r\n\r\n");
+    let rtsp = push_unread(s.rtsp, rtsp_req.as_bytes(), CAP);
+    assert!(rtsp < 64 << 20, "RTSP: {rtsp} bytes of requests were taken");
+    http_plays(&s);
+    rtsp_plays(&s);
 }
