@@ -167,6 +167,10 @@ fn start_streamer(o: &Opts, dir: &Path, store: &Path) -> Result<Server> {
         .arg("--rtsp-listen")
         .arg(format!("127.0.0.1:{port}"))
         .args(["--http-listen", "127.0.0.1:0", "--no-demo"])
+        // Every viewer of the load generator comes from 127.0.0.1: lift the per-client caps
+        // (the overall ones stay as shipped).
+        .args(["--max-sessions-per-client", "100000"])
+        .args(["--max-connections-per-client", "100000"])
         .stdin(Stdio::null())
         .stdout(out.try_clone()?)
         .stderr(out)
