@@ -55,3 +55,20 @@ pub fn hidden_entries(store: &Path) -> Vec<String> {
     out.sort();
     out
 }
+
+/// A new store (a temp folder named `PREFIX…`) with `src` installed as `id` by the real
+/// `install-content`, which must succeed.
+pub fn with_content(prefix: &str, src: &Path, id: &str) -> tempfile::TempDir {
+    let store = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .expect("tempdir");
+    let out = crate::process::run(
+        crate::bin_path::install_content_cmd(store.path())
+            .arg("add")
+            .arg(src)
+            .args(["--id", id]),
+    );
+    assert!(out.success(), "installing {} failed\n{out}", src.display());
+    store
+}

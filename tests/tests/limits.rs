@@ -14,9 +14,8 @@
 //! Every wait is bounded; everything is on loopback.
 
 use rtsp_proto::message::Method;
-use sluice_tests::bin_path::{install_content_cmd, workspace_root};
+use sluice_tests::bin_path::workspace_root;
 use sluice_tests::http_client;
-use sluice_tests::process;
 use sluice_tests::prometheus::{self, Page};
 use sluice_tests::rtsp_client::{self, Client};
 use sluice_tests::server::{self, Server};
@@ -42,18 +41,8 @@ fn start(extra: &[&str]) -> Setup {
 /// As [`start`], the streamer run under `prlimit --nofile=N:N` when `nofile` is given (soft
 /// and hard, so the streamer cannot raise it).
 fn start_under(nofile: Option<u32>, extra: &[&str]) -> Setup {
-    let store = tempfile::Builder::new()
-        .prefix("sluice-limits-")
-        .tempdir()
-        .expect("tempdir");
     let src = workspace_root().join("media-fixtures/demo/demo.mp4");
-    let out = process::run(
-        install_content_cmd(store.path())
-            .arg("add")
-            .arg(&src)
-            .args(["--id", "demo"]),
-    );
-    assert!(out.success(), "installing the demo failed\n{out}");
+    let store = store::with_content("sluice-limits-", &src, "demo");
     let file = fs::read(store::installed(store.path(), "demo").join("content.ts"))
         .expect("read content.ts");
     let mut cmd = server::streamer_command(store.path(), extra);

@@ -10,7 +10,7 @@
 use media::index::Index;
 use rtsp_proto::headers::{NptTime, parse_range, parse_rtp_info};
 use rtsp_proto::message::Method;
-use sluice_tests::bin_path::{install_content_cmd, workspace_root};
+use sluice_tests::bin_path::workspace_root;
 use sluice_tests::process::{self, Output};
 use sluice_tests::report::Report;
 use sluice_tests::rtsp_client::{self, Client, Packet};
@@ -66,17 +66,7 @@ fn start(extra: &[&str]) -> Setup {
 
 /// `src` installed as `demo`, and a streamer serving it.
 fn start_with(src: &Path, extra: &[&str]) -> Setup {
-    let store = tempfile::Builder::new()
-        .prefix("sluice-rtsp-")
-        .tempdir()
-        .expect("tempdir");
-    let out = process::run(
-        install_content_cmd(store.path())
-            .arg("add")
-            .arg(src)
-            .args(["--id", "demo"]),
-    );
-    assert!(out.success(), "installing {} failed\n{out}", src.display());
+    let store = store::with_content("sluice-rtsp-", src, "demo");
     let copy = store::installed(store.path(), "demo");
     let file = fs::read(copy.join("content.ts")).expect("read content.ts");
     let index = Index::parse(&fs::read(copy.join("index.sidx")).expect("read index"))

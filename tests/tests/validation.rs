@@ -11,9 +11,8 @@
 //! refusal the server still serves a normal request, byte for byte.
 
 use rtsp_proto::message::Method;
-use sluice_tests::bin_path::{install_content_cmd, workspace_root};
+use sluice_tests::bin_path::workspace_root;
 use sluice_tests::http_client;
-use sluice_tests::process;
 use sluice_tests::prometheus::{self, Page};
 use sluice_tests::rtsp_client::Client;
 use sluice_tests::server::{self, Server};
@@ -36,18 +35,8 @@ struct Setup {
 
 /// The demo clip installed as `demo`, canaries planted in and beside the store, a streamer.
 fn start() -> Setup {
-    let store = tempfile::Builder::new()
-        .prefix("sluice-valid-")
-        .tempdir()
-        .expect("tempdir");
     let src = workspace_root().join("media-fixtures/demo/demo.mp4");
-    let out = process::run(
-        install_content_cmd(store.path())
-            .arg("add")
-            .arg(&src)
-            .args(["--id", "demo"]),
-    );
-    assert!(out.success(), "installing the demo failed\n{out}");
+    let store = store::with_content("sluice-valid-", &src, "demo");
     let copy = store::installed(store.path(), "demo");
     let file = fs::read(copy.join("content.ts")).expect("read content.ts");
     // Files a traversal would reach: in the store root, in a node folder, and in a content's
