@@ -769,7 +769,11 @@ impl Ring {
         } else {
             self.cached_streak = 0;
         }
-        let out = if res < 0 {
+        let out = if res == -libc::EAGAIN && req.done > 0 {
+            // The pipe is full after a short splice (its slots hold partial pages): the bytes
+            // already in it are good, and the caller asks for the rest next time.
+            Ok(req.done)
+        } else if res < 0 {
             let source = io::Error::from_raw_os_error(-res);
             let path = req.file.path.clone();
             Err(if o_direct && res == -libc::EINVAL {

@@ -39,6 +39,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -46,6 +47,10 @@ use tokio::time::Instant;
 /// After a refusal, how long and how much of the client's further input is read and dropped.
 const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(2);
 const LINGER_BYTES: usize = 1 << 20;
+
+/// Refusals waiting for their client to close, and how many may (see [`refuse_busy`]).
+static LINGERING: AtomicUsize = AtomicUsize::new(0);
+const MAX_LINGERING: usize = 32;
 
 /// Serve one connection until the client closes it or an error ends it.
 pub async fn serve(server: Arc<Server>, stream: TcpStream, peer: SocketAddr) {
@@ -56,8 +61,20 @@ pub async fn serve(server: Arc<Server>, stream: TcpStream, peer: SocketAddr) {
 
 /// Answer a connection over the connection limits: 503 with `Retry-After`, then close
 /// (without reading a request: the point is to spend nothing on it). The client's request is
-/// drained for a moment so that closing does not reset the answer away.
+/// drained for a moment so that closing does not reset the answer away, by at most
+/// [`MAX_LINGERING`] refusals at once: a flood of connections that send nothing must not hold
+/// the descriptors the limits keep in reserve (beyond that, the answer is written and the
+/// socket closed at once; a client that sent nothing still reads it, since only unread data
+/// turns a close into a reset).
 pub async fn refuse_busy(stream: TcpStream, retry_after_secs: u64) {
+    struct Lingering;
+    impl Drop for Lingering {
+        fn drop(&mut self) {
+            LINGERING.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+    let may_linger = LINGERING.fetch_add(1, Ordering::Relaxed) < MAX_LINGERING;
+    let _held = Lingering;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let body = "too many connections, retry later\n";
     let head = format!(
@@ -73,6 +90,9 @@ pub async fn refuse_busy(stream: TcpStream, retry_after_secs: u64) {
             return;
         }
         let _ = stream.shutdown().await;
+        if !may_linger {
+            return;
+        }
         let mut sink = [0u8; 4096];
         let mut left: usize = 64 << 10;
         while left > 0 {

@@ -42,6 +42,38 @@ impl Default for Limits {
     }
 }
 
+/// Descriptors kept out of the connection budget: listeners, the runtime's epoll and
+/// eventfds, each node's ring, eventfd and open content files, the RTP/RTCP sockets, and the
+/// socket a refused client holds while it is told why.
+pub const FD_RESERVE: u64 = 96;
+/// Descriptors one HTTP connection may hold: its socket and two splice pipes (see `send`).
+pub const FDS_PER_HTTP_CONNECTION: u64 = 5;
+/// Descriptors one RTSP connection holds: its socket (sessions share the RTP/RTCP sockets).
+pub const FDS_PER_RTSP_CONNECTION: u64 = 1;
+
+impl Limits {
+    /// Lower the connection limits so that a full house of HTTP and RTSP connections fits in
+    /// `open_files` descriptors with [`FD_RESERVE`] to spare. Without this, a flood of idle
+    /// connections takes the last descriptors and the next content file or pipe cannot be
+    /// opened: a client that was already answered `200` would get a cut body. With it, the
+    /// client beyond the limit is refused cleanly (HTTP 503 with `Retry-After`). Returns
+    /// what was lowered, for the operator.
+    pub fn fit_open_files(&mut self, open_files: u64) -> Option<String> {
+        let per_pair = FDS_PER_HTTP_CONNECTION + FDS_PER_RTSP_CONNECTION;
+        let fit = (open_files.saturating_sub(FD_RESERVE) / per_pair).max(1) as usize;
+        if self.max_connections <= fit {
+            return None;
+        }
+        let was = self.max_connections;
+        self.max_connections = fit;
+        self.max_connections_per_client = self.max_connections_per_client.min(fit);
+        Some(format!(
+            "the open-files limit ({open_files}) allows {fit} connections per protocol, not \
+             {was}: max-connections lowered (raise it with `ulimit -n`)"
+        ))
+    }
+}
+
 /// Why a connection or session was refused (the metric label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Over {
@@ -113,6 +145,22 @@ impl Drop for Slot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connections_fit_the_open_files_limit() {
+        let mut l = Limits::default();
+        assert_eq!(l.fit_open_files(1 << 20), None);
+        assert_eq!(l.max_connections, 10_000);
+        let said = l.fit_open_files(256).expect("lowered");
+        assert!(said.contains("allows 26 connections"), "{said}");
+        assert_eq!((l.max_connections, l.max_connections_per_client), (26, 26));
+        let total = 26 * (FDS_PER_HTTP_CONNECTION + FDS_PER_RTSP_CONNECTION) + FD_RESERVE;
+        assert!(total <= 256);
+        // A limit below the reserve still lets one client in.
+        let mut l = Limits::default();
+        l.fit_open_files(10);
+        assert_eq!(l.max_connections, 1);
+    }
 
     #[test]
     fn counts_overall_and_per_client_and_gives_back() {

@@ -148,8 +148,14 @@ async fn main() -> Result<()> {
         )
         .with_target(false)
         .init();
-    let cfg = load_config(&cli)?;
-    raise_fd_limit();
+    let mut cfg = load_config(&cli)?;
+    let open_files = raise_fd_limit();
+    let mut limits = cfg.limits();
+    if let Some(said) = open_files.and_then(|n| limits.fit_open_files(n)) {
+        eprintln!("streamer: {said}");
+        cfg.max_connections = limits.max_connections;
+        cfg.max_connections_per_client = limits.max_connections_per_client;
+    }
     streamer::send::set_stall_timeout(std::time::Duration::from_secs(cfg.send_timeout_secs.max(1)));
     if cfg.demo && !has_content(&cfg.store) {
         eprintln!(
@@ -267,17 +273,26 @@ async fn main() -> Result<()> {
 /// Raise the soft limit on open files to the hard one: each HTTP connection holds its socket
 /// and two splice pipes (four fds, see `streamer::send`), so the usual soft limit of 1024 would
 /// cap the server near 250 clients. (A connection that cannot get a pipe still works: its
-/// bodies are read into memory and written.)
-fn raise_fd_limit() {
+/// bodies are read into memory and written.) Returns the soft limit in force.
+fn raise_fd_limit() -> Option<u64> {
     let mut l = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: plain syscalls on a live struct.
     unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 && l.rlim_cur < l.rlim_max {
-            l.rlim_cur = l.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &l);
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) != 0 {
+            return None;
+        }
+        if l.rlim_cur < l.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: l.rlim_max,
+                rlim_max: l.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                l = raised;
+            }
         }
     }
+    Some(l.rlim_cur)
 }
