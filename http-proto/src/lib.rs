@@ -11,11 +11,13 @@
 //!   overlong UTF-8 never decodes to `.` or `/`), control bytes and NUL, empty segments, and
 //!   absolute-form targets naming another host. The RTSP server uses the same path rules.
 //! - [`range::parse_range`] reads a `Range` header for an entity of a known size.
+//! - [`auth::parse`] reads an `Authorization` header (Basic, Digest, Bearer), for HTTP and RTSP.
 //!
 //! No sockets, clocks or async here: the connection handler (`streamer/src/http1.rs`) feeds
 //! bytes in and acts on the result, and the fuzz targets `http_request` and `http_range` feed
 //! arbitrary bytes to the same functions.
 
+pub mod auth;
 pub mod range;
 pub mod request;
 pub mod target;
@@ -67,6 +69,8 @@ pub enum Error {
     ControlChar,
     #[error("character {0:?} not allowed in a path")]
     BadChar(char),
+    #[error("malformed Authorization header: {0}")]
+    BadCredentials(String),
 }
 
 impl Error {
@@ -109,6 +113,7 @@ impl Error {
             Error::Nul => "nul",
             Error::ControlChar => "control_char",
             Error::BadChar(_) => "bad_char",
+            Error::BadCredentials(_) => "bad_credentials",
         }
     }
 }

@@ -11,6 +11,7 @@
 //! first rename into `NODE/ID` wins and every later one fails with "already installed", so the
 //! installed copy is always one install's verified output, never a mix.
 
+use crate::access;
 use crate::analyse::{self, Analysis};
 use crate::info::{self, CONTENT_TS, FileInfo, INDEX_FILE, MANIFEST_FILE, Manifest, ReplicaInfo};
 use crate::progress::Progress;
@@ -46,6 +47,8 @@ pub struct Options {
     pub replicas: usize,
     pub store: PathBuf,
     pub dry_run: bool,
+    /// Security level (0: public); written before the content becomes visible.
+    pub level: u32,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -119,7 +122,13 @@ pub fn add(file: &Path, opts: &Options, progress: &mut Progress) -> Result<Outco
         let replicas = store.placement(&id, opts.replicas)?;
         let staging = store.staging(&id)?;
         store.unlock();
-        let r = stage_and_commit(&store, &src, &analysis, &id, &staging, &replicas, progress);
+        let target = Target {
+            id: &id,
+            staging: &staging,
+            replicas: &replicas,
+            level: opts.level,
+        };
+        let r = stage_and_commit(&store, &src, &analysis, &target, progress);
         if r.is_err() {
             let _ = fs::remove_dir_all(&staging);
         }
@@ -143,15 +152,27 @@ pub fn add(file: &Path, opts: &Options, progress: &mut Progress) -> Result<Outco
     }
 }
 
+/// Where an install goes: its id, staging folder, replicas and security level.
+struct Target<'a> {
+    id: &'a str,
+    staging: &'a Path,
+    replicas: &'a [ReplicaInfo],
+    level: u32,
+}
+
 fn stage_and_commit(
     store: &Store,
     src: &source::Source,
     analysis: &Analysis,
-    id: &str,
-    staging: &Path,
-    replicas: &[ReplicaInfo],
+    target: &Target<'_>,
     progress: &mut Progress,
 ) -> Result<(Vec<ReplicaInfo>, PathBuf, Manifest)> {
+    let &Target {
+        id,
+        staging,
+        replicas,
+        level,
+    } = target;
     // 1. ffmpeg first when the plan needs it; its TS output is then our source.
     let transcoded;
     let (bytes, path, plan): (&[u8], &Path, Analysis) = if analysis.needs_ffmpeg {
@@ -269,7 +290,13 @@ fn stage_and_commit(
             })?;
             check_interrupted()?;
         }
-        store.commit_all(&staged, id)
+        // The level first: the content must never be visible as public, even for a moment.
+        let was = access::set_level(&store.root, id, level)?;
+        let committed = store.commit_all(&staged, id);
+        if committed.is_err() {
+            let _ = access::set_level(&store.root, id, was);
+        }
+        committed
     })();
     match result {
         Ok(paths) => Ok((replicas.to_vec(), paths[0].clone(), manifest)),

@@ -8,6 +8,7 @@
 //! inside the store, verifies it ([`verify`]) and renames it into place, so a failed or
 //! interrupted install leaves the store as it was.
 
+pub mod access;
 pub mod analyse;
 pub mod error;
 pub mod info;

@@ -43,6 +43,9 @@ enum Cmd {
         /// Analyse and plan only; write nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Security level: only viewers whose clearance reaches it are served (0: public).
+        #[arg(long, default_value_t = 0)]
+        level: u32,
         #[arg(long)]
         json: bool,
     },
@@ -61,6 +64,8 @@ enum Cmd {
     Repair { id: String },
     /// Remove an installed content.
     Remove { id: String },
+    /// Change the security level of an installed content (0: public).
+    SetLevel { id: String, level: u32 },
 }
 
 fn opt<T: std::fmt::Display>(v: &Option<T>, suffix: &str) -> String {
@@ -143,6 +148,7 @@ fn run(cli: Cli) -> Result<()> {
             id,
             replicas,
             dry_run,
+            level,
             json,
         } => {
             install::catch_interrupts();
@@ -152,6 +158,7 @@ fn run(cli: Cli) -> Result<()> {
                 replicas,
                 store: cli.store,
                 dry_run,
+                level,
             };
             let out = install::add(&file, &opts, &mut progress)?;
             for w in &out.analysis.warnings {
@@ -184,11 +191,14 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::List { json } => {
             let store = Store::open(&cli.store)?;
             let items = store.list();
+            let levels = installer::access::read(&store.root)?;
             if json {
                 let v: Vec<_> = items
                     .iter()
                     .map(|(node, id, m)| match m {
-                        Ok(m) => serde_json::json!({"id": id, "node": node, "manifest": m}),
+                        Ok(m) => serde_json::json!({
+                            "id": id, "node": node, "level": levels.level(id), "manifest": m
+                        }),
                         Err(e) => {
                             serde_json::json!({"id": id, "node": node, "error": e.to_string()})
                         }
@@ -206,12 +216,13 @@ fn run(cli: Cli) -> Result<()> {
                                 .map(|t| t.codec.as_str())
                                 .collect();
                             println!(
-                                "{id}\t{node}\t{:.3} s\t{} bytes\t{}",
+                                "{id}\t{node}\t{:.3} s\t{} bytes\t{}\tlevel {}",
                                 m.duration_seconds,
                                 m.files
                                     .get(installer::info::CONTENT_TS)
                                     .map_or(0, |f| f.size),
-                                codecs.join(",")
+                                codecs.join(","),
+                                levels.level(id)
                             );
                         }
                         Err(e) => println!("{id}\t{node}\tBROKEN: {e}"),
@@ -248,7 +259,16 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Remove { id } => {
             let store = Store::open(&cli.store)?;
             let nodes = store.remove(&id)?;
+            installer::access::set_level(&store.root, &id, 0)?;
             println!("removed {id} from {}", nodes.join(", "));
+        }
+        Cmd::SetLevel { id, level } => {
+            let store = Store::open(&cli.store)?;
+            if store.locate(&id).is_empty() {
+                return Err(installer::InstallError::NotFound(id).into());
+            }
+            let was = installer::access::set_level(&store.root, &id, level)?;
+            println!("{id}: security level {was} -> {level}");
         }
     }
     Ok(())

@@ -88,7 +88,7 @@ pub struct Created {
 }
 
 /// An exclusive `flock` on a folder, released when the file is dropped.
-fn lock_dir(dir: &Path) -> Result<fs::File> {
+pub(crate) fn lock_dir(dir: &Path) -> Result<fs::File> {
     let f = io(dir, fs::File::open(dir))?;
     io(dir, f.lock())?;
     Ok(f)

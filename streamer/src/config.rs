@@ -15,6 +15,13 @@
 //! read_deadline_ms = 500          # a node read slower than this fails over to the next replica
 //! heartbeat_ms = 200
 //! missed_beats = 3
+//! [auth]                        # access control (see the auth module)
+//! users_file = "users.toml"     # who may log in (streamer users add FILE NAME)
+//! key_file = "STORE/auth.key"   # HMAC key for tokens, nonces, signed URLs (made if missing)
+//! realm = "Sluice"
+//! basic = false                 # accept Basic (clear-text passwords) on content requests
+//! token_ttl_secs = 3600
+//! max_signed_ttl_secs = 86400
 //! [device]
 //! queue_depth = 32
 //! buffer_size = 262144
@@ -65,6 +72,7 @@ pub struct Config {
     /// Install the embedded demo clip when the store holds no content.
     pub demo: bool,
     pub device: DeviceSection,
+    pub auth: crate::auth::AuthConfig,
 }
 
 impl Default for Config {
@@ -86,6 +94,7 @@ impl Default for Config {
             max_sessions_per_client: 100,
             demo: true,
             device: DeviceSection::default(),
+            auth: crate::auth::AuthConfig::default(),
         }
     }
 }

@@ -18,6 +18,7 @@ pub fn install(store: &Path) -> Result<()> {
         replicas: 1,
         store: store.to_path_buf(),
         dry_run: false,
+        level: 0,
     };
     let mut progress = installer::progress::Progress::Quiet;
     let r =

@@ -7,13 +7,17 @@
 //! GET|HEAD /content/ID/media.m3u8       byte-range segments of content.ts, cut at keyframes
 //! GET|HEAD /content/ID/iframes.m3u8     I-frame-only playlist
 //! GET|HEAD /content/ID/content.ts       the TS again, where the playlists' relative URIs point
-//! GET      /api/v1/contents[/ID]        JSON catalog: duration, bitrate, tracks, replicas + health
+//! GET      /api/v1/contents[/ID]        JSON catalog: duration, bitrate, tracks, level, replicas + health
+//! POST     /api/v1/tokens               Basic login → bearer token (see `http_auth`)
+//! GET      /api/v1/sign/ID[?ttl=S]      signed, expiring URLs for a content
+//! GET|HEAD /s/EXPIRY/MAC/content/…      any content path above, allowed by its signature
 //! GET      /metrics                     Prometheus text
 //! GET      /                            a plain-text list of contents and their URLs
 //! GET|PUT  /admin/nodes/NODE/knobs      a node's simulation knobs (loopback clients only):
 //!                                       bandwidth, latency, EIO ranges, stall, crash/recover
 //! ```
-//! Every content byte (TS and playlists) is read from the storage nodes through a replica
+//! Contents above level 0 need credentials whose clearance reaches their level
+//! ([`crate::auth`]). Every content byte (TS and playlists) is read from the storage nodes through a replica
 //! reader; nothing is served from the store folder directly.
 //!
 //! This module answers requests (`http` crate types: method, URI, headers in; status, headers
@@ -61,13 +65,15 @@ pub struct Server {
     pub chunk: usize,
     /// Timeouts and connection limits.
     pub limits: crate::limits::Limits,
+    /// Security levels and credentials.
+    pub auth: Arc<crate::auth::Auth>,
 }
 
-fn full(bytes: impl Into<Bytes>) -> HttpBody {
+pub(crate) fn full(bytes: impl Into<Bytes>) -> HttpBody {
     Body::Full(bytes.into())
 }
 
-fn plain(status: StatusCode, msg: impl Into<String>) -> Response<HttpBody> {
+pub(crate) fn plain(status: StatusCode, msg: impl Into<String>) -> Response<HttpBody> {
     let mut r = Response::new(full(msg.into() + "\n"));
     *r.status_mut() = status;
     r.headers_mut().insert(
@@ -77,7 +83,7 @@ fn plain(status: StatusCode, msg: impl Into<String>) -> Response<HttpBody> {
     r
 }
 
-fn json(v: &serde_json::Value) -> Response<HttpBody> {
+pub(crate) fn json(v: &serde_json::Value) -> Response<HttpBody> {
     let mut r = Response::new(full(v.to_string()));
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -86,7 +92,7 @@ fn json(v: &serde_json::Value) -> Response<HttpBody> {
     r
 }
 
-fn method_not_allowed(allow: &'static str) -> Response<HttpBody> {
+pub(crate) fn method_not_allowed(allow: &'static str) -> Response<HttpBody> {
     let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
     r.headers_mut()
         .insert(header::ALLOW, HeaderValue::from_static(allow));
@@ -111,7 +117,7 @@ fn content_file(rest: &str) -> Option<(String, &'static str, &'static str)> {
     Some((id.to_string(), file, route))
 }
 
-fn valid_id(id: &str) -> bool {
+pub(crate) fn valid_id(id: &str) -> bool {
     installer::store::check_id(id).is_ok()
 }
 
@@ -152,7 +158,19 @@ impl Server {
         let (route, resp) = if path.starts_with("/admin/") {
             ("admin", self.admin(peer, req, body))
         } else {
-            self.route(req)
+            match crate::auth::keys::split_signed(path) {
+                Ok((signed, rest)) if signed.is_none() || rest.starts_with("/content/") => {
+                    self.route(req, rest, signed.as_ref())
+                }
+                Ok(_) => ("other", plain(StatusCode::NOT_FOUND, "not found")),
+                Err(r) => {
+                    self.metrics.refused("forbidden");
+                    (
+                        "content",
+                        plain(StatusCode::FORBIDDEN, format!("signed URL {}", r.as_str())),
+                    )
+                }
+            }
         };
         self.metrics.request(route, resp.status().as_u16());
         tracing::info!(
@@ -162,8 +180,13 @@ impl Server {
         resp
     }
 
-    fn route(&self, req: &Parts) -> (&'static str, Response<HttpBody>) {
-        let path = req.uri.path();
+    /// Answer `req` for `path` (its path without any signed-URL prefix, `signed`).
+    fn route(
+        &self,
+        req: &Parts,
+        path: &str,
+        signed: Option<&crate::auth::keys::SignedPrefix>,
+    ) -> (&'static str, Response<HttpBody>) {
         let get_or_head = matches!(req.method, Method::GET | Method::HEAD);
         if let Some(rest) = path.strip_prefix("/content/") {
             let Some((id, file, route)) = content_file(rest).filter(|(id, ..)| valid_id(id)) else {
@@ -185,7 +208,27 @@ impl Server {
                     ),
                 );
             };
+            let access = crate::auth::Access {
+                proto: crate::auth::Proto::Http,
+                id: &id,
+                method: req.method.as_str(),
+                uri: path,
+                authorization: req
+                    .headers
+                    .get(header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok()),
+                signed,
+            };
+            if let Err(d) = self.auth.authorize(&access) {
+                return (route, crate::http_auth::denied(self, &d));
+            }
             return (route, self.file(req, &content, file, route));
+        }
+        if path == "/api/v1/tokens" {
+            return ("api", crate::http_auth::token(self, req));
+        }
+        if let Some(id) = path.strip_prefix("/api/v1/sign/") {
+            return ("api", crate::http_auth::sign(self, req, id));
         }
         match path {
             "/api/v1/contents" | "/metrics" | "/" if !get_or_head => {
@@ -308,6 +351,7 @@ impl Server {
             "size": c.file_size(CONTENT_TS),
             "keyframes": m.keyframes,
             "tracks": m.tracks,
+            "level": self.auth.level(&c.id),
             "replicas": replicas,
             "urls": {
                 "ts": format!("/content/{}.ts", c.id),

@@ -9,16 +9,19 @@
 //!   byte comes from the storage nodes through a replica reader, so a node failing
 //!   mid-response does not break the body; [`send`] moves local nodes' bytes from the page
 //!   cache to the socket without copying them through user memory.
+//! - [`auth`]: security levels, users, Digest/Basic/bearer credentials, signed URLs.
 //! - [`limits`]: header and idle timeouts, connection and session limits.
 //! - [`metrics`]: counters and histograms behind `/metrics`.
 //! - [`demo`]: the embedded default: a small clip installed into an empty store.
 
+pub mod auth;
 pub mod catalog;
 pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod http;
 pub mod http1;
+pub mod http_auth;
 pub mod limits;
 pub mod metrics;
 pub mod rtsp;

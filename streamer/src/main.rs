@@ -74,9 +74,84 @@ struct Cli {
     /// Do not install the demo clip into an empty store.
     #[arg(long)]
     no_demo: bool,
+    /// The users file (who may log in, their clearance and rights); re-read when it changes.
+    #[arg(long)]
+    users: Option<PathBuf>,
+    /// The HMAC key file for tokens, Digest nonces and signed URLs (default STORE/auth.key,
+    /// created when missing).
+    #[arg(long)]
+    auth_key: Option<PathBuf>,
+    /// Accept Basic credentials (clear-text passwords) on RTSP and HTTP content requests.
+    #[arg(long)]
+    allow_basic: bool,
     /// Log one line per request (info level); otherwise only warnings. RUST_LOG overrides.
     #[arg(long, short)]
     verbose: bool,
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+}
+
+#[derive(clap::Subcommand)]
+enum Cmd {
+    /// Manage the users file.
+    Users {
+        #[command(subcommand)]
+        cmd: UsersCmd,
+    },
+}
+
+#[derive(clap::Subcommand)]
+enum UsersCmd {
+    /// Add or replace a user; the password is read from the first line of stdin.
+    Add {
+        /// The users file (created if missing, mode 0600).
+        file: PathBuf,
+        /// User name: letters, digits, '_' and '-'.
+        name: String,
+        /// Highest content security level this user may play.
+        #[arg(long, default_value_t = 0)]
+        clearance: u32,
+        /// Protocols the user may use.
+        #[arg(long, value_delimiter = ',', default_value = "rtsp,http")]
+        rights: Vec<String>,
+        /// The Digest realm the server uses (its `auth.realm`).
+        #[arg(long, default_value = "Sluice")]
+        realm: String,
+    },
+}
+
+fn users_command(cmd: UsersCmd) -> Result<()> {
+    use streamer::auth::users::{self, Right};
+    match cmd {
+        UsersCmd::Add {
+            file,
+            name,
+            clearance,
+            rights,
+            realm,
+        } => {
+            let rights = rights
+                .iter()
+                .map(|r| match r.trim() {
+                    "rtsp" => Ok(Right::Rtsp),
+                    "http" => Ok(Right::Http),
+                    other => Err(anyhow::anyhow!("unknown right {other:?} (rtsp, http)")),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("reading the password from stdin")?;
+            let password = line.trim_end_matches(['\n', '\r']);
+            users::add(&file, &name, password, &realm, clearance, rights)
+                .map_err(|e| anyhow::anyhow!(e))?;
+            println!(
+                "{}: user {name} (clearance {clearance}) saved",
+                file.display()
+            );
+            Ok(())
+        }
+    }
 }
 
 fn load_config(cli: &Cli) -> Result<Config> {
@@ -130,6 +205,15 @@ fn load_config(cli: &Cli) -> Result<Config> {
     if cli.no_demo {
         cfg.demo = false;
     }
+    if let Some(p) = &cli.users {
+        cfg.auth.users_file = Some(p.clone());
+    }
+    if let Some(p) = &cli.auth_key {
+        cfg.auth.key_file = Some(p.clone());
+    }
+    if cli.allow_basic {
+        cfg.auth.basic = true;
+    }
     Ok(cfg)
 }
 
@@ -139,7 +223,10 @@ fn has_content(store: &std::path::Path) -> bool {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    if let Some(Cmd::Users { cmd }) = cli.cmd.take() {
+        return users_command(cmd);
+    }
     let default = if cli.verbose { "info" } else { "warn" };
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -168,6 +255,11 @@ async fn main() -> Result<()> {
         let mut created = installer::store::Created::default();
         installer::store::Store::open_or_create(&cfg.store, &mut created)?;
     }
+    let auth = Arc::new(
+        streamer::auth::Auth::open(&cfg.store, cfg.auth.clone())
+            .map_err(|e| anyhow::anyhow!("access control: {e}"))?,
+    );
+    tokio::spawn(auth.clone().watch());
     let cluster = Arc::new(Cluster::start(&cfg.store, &cfg)?);
     let catalog = Arc::new(Catalog::new(&cfg.store, &cluster.topology));
     let metrics = Arc::new(Metrics::default());
@@ -183,6 +275,7 @@ async fn main() -> Result<()> {
         RtspConfig {
             session_timeout: std::time::Duration::from_secs(cfg.rtsp_session_timeout_secs.max(1)),
             limits: cfg.limits(),
+            auth: Some(auth.clone()),
         },
     )
     .await
@@ -223,6 +316,7 @@ async fn main() -> Result<()> {
         catalog,
         metrics,
         limits: cfg.limits(),
+        auth,
     });
     let http_conns = Counter::new(
         server.limits.max_connections,

@@ -39,3 +39,4 @@ pub mod snapshot;
 pub mod store;
 pub mod tmpfs;
 pub mod ts;
+pub mod vlc;

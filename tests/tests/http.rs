@@ -226,11 +226,7 @@ fn ok_requests(p: &Page, route: &str) -> f64 {
 }
 
 /// A client program on `PATH`, or a panic that says how to get it.
-fn need(tool: &str) -> PathBuf {
-    media_fixtures::require_tool(tool).unwrap_or_else(|e| {
-        panic!("this test needs {tool}: {e} (scripts/ensure-tools installs it)")
-    })
-}
+use sluice_tests::vlc::need;
 
 /// The last `out_time_us` of ffmpeg's `-progress` output, in seconds, and whether it ended.
 fn progress(out: &Output) -> (Option<f64>, bool) {
@@ -456,72 +452,20 @@ fn ffmpeg_and_gstreamer_play_to_the_end() {
     report.finish();
 }
 
-/// Numeric uid or gid of `name` from `/etc/passwd` or `/etc/group`.
-fn id_of(file: &str, name: &str) -> Option<u32> {
-    fs::read_to_string(file)
-        .ok()?
-        .lines()
-        .find(|l| l.split(':').next() == Some(name))?
-        .split(':')
-        .nth(2)?
-        .parse()
-        .ok()
-}
-
-fn running_as_root() -> bool {
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|v| v.split_whitespace().nth(1).map(|e| e == "0"))
-        })
-        .unwrap_or(false)
-}
-
 /// VLC (`cvlc`, as an unprivileged user: it refuses root) plays the HLS playlist to the end.
 #[test]
 fn vlc_plays_the_hls_playlist() {
-    let cvlc = need("cvlc");
     let c = one_host(&fixture_clip(), "clip");
     let srv = start_streamer(c.store.path(), &[]);
     let addr = srv.addr;
     let hls_url = url(addr, &format!("/content/{}/index.m3u8", c.id));
-    let home = tempfile::Builder::new()
-        .prefix("sluice-vlc-home-")
-        .tempdir()
-        .expect("tempdir");
-    let mut cmd = if running_as_root() {
-        let uid = id_of("/etc/passwd", "nobody").expect("a user nobody");
-        let gid = id_of("/etc/group", "nogroup").expect("a group nogroup");
-        std::os::unix::fs::chown(home.path(), Some(uid), Some(gid)).expect("chown VLC's HOME");
-        let mut cmd = Command::new(need("setpriv"));
-        cmd.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
-            .arg(&cvlc);
-        cmd
-    } else {
-        Command::new(&cvlc)
-    };
-    cmd.env("HOME", home.path())
-        .env_remove("DISPLAY")
-        .env_remove("XDG_RUNTIME_DIR")
-        .env_remove("DBUS_SESSION_BUS_ADDRESS")
-        .args(["--play-and-exit", "--no-video", "--aout=dummy"])
-        .arg(&hls_url)
-        .arg("vlc://quit");
+    let (mut cmd, _home) = sluice_tests::vlc::play_and_exit(&hls_url);
     let before = metrics(addr);
     let out = process::spawn(&mut cmd).wait_at_most(PLAYER_TIMEOUT);
     let after = metrics(addr);
     let mut report = Report::new(format!("VLC playing {hls_url}"));
     report.check(out.success(), || format!("cvlc should exit 0\n{out}"));
-    // VLC logs its missing desktop interfaces (dbus, hotkeys) as errors; anything else is not
-    // expected.
-    let errors: Vec<&str> = out
-        .stderr
-        .lines()
-        .chain(out.stdout.lines())
-        .filter(|l| l.contains(" error: ") && !l.contains("interface"))
-        .collect();
+    let errors = sluice_tests::vlc::errors(&out);
     report.check(errors.is_empty(), || {
         format!("cvlc reported errors:\n{}\n\n{out}", errors.join("\n"))
     });

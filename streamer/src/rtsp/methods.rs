@@ -94,8 +94,8 @@ fn with_session(server: &RtspServer, req: &Request) -> Result<Arc<Session>, Resp
 /// outright (traversal in any encoding, see [`url::content_id`]), 404 for a path naming no
 /// content id. Before any other work.
 fn requested_id(server: &RtspServer, req: &Request) -> Result<String, Response> {
-    match url::content_id(&req.uri) {
-        Ok(Some(id)) => Ok(id),
+    match url::target(&req.uri) {
+        Ok(Some(t)) => authorize(server, req, t),
         Ok(None) => {
             server.metrics.rtsp_refused("bad_id");
             Err(Response::new(404))
@@ -104,6 +104,35 @@ fn requested_id(server: &RtspServer, req: &Request) -> Result<String, Response> 
             tracing::info!(uri = %req.uri, error = %e, "RTSP request path refused");
             server.metrics.rtsp_refused(e.reason());
             Err(Response::new(400).body("text/plain", format!("{e}\r\n")))
+        }
+    }
+}
+
+/// Whether the request's credentials (or signed URL) reach the content's security level:
+/// 401 with a Digest challenge (the connection stays open: VLC asks its user only after a
+/// first 401), or 403. See [`crate::auth`].
+fn authorize(server: &RtspServer, req: &Request, t: url::Target) -> Result<String, Response> {
+    let Some(auth) = &server.config.auth else {
+        return Ok(t.id);
+    };
+    let access = crate::auth::Access {
+        proto: crate::auth::Proto::Rtsp,
+        id: &t.id,
+        method: req.method.as_str(),
+        uri: &req.uri,
+        authorization: req.headers.get("Authorization"),
+        signed: t.signed.as_ref(),
+    };
+    match auth.authorize(&access) {
+        Ok(_) => Ok(t.id),
+        Err(d) => {
+            tracing::info!(uri = %req.uri, reason = %d.message(), "RTSP request refused");
+            server.metrics.rtsp_refused(d.reason());
+            let mut r = Response::new(d.status());
+            for c in auth.challenges(crate::auth::Proto::Rtsp, &d) {
+                r.headers.append("WWW-Authenticate", c);
+            }
+            Err(r)
         }
     }
 }

@@ -23,6 +23,8 @@ pub struct RtspConfig {
     pub session_timeout: Duration,
     /// Header and idle timeouts, connection and session limits.
     pub limits: crate::limits::Limits,
+    /// Access control; `None` serves every content to anyone (tests of other parts).
+    pub auth: Option<Arc<crate::auth::Auth>>,
 }
 
 impl Default for RtspConfig {
@@ -30,6 +32,7 @@ impl Default for RtspConfig {
         RtspConfig {
             session_timeout: Duration::from_secs(60),
             limits: crate::limits::Limits::default(),
+            auth: None,
         }
     }
 }

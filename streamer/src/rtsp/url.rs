@@ -10,6 +10,19 @@ pub const TRACK: &str = "track1";
 /// `Ok(None)` when the path names no content (answer 404). The path goes through the same
 /// decoding and refusals as HTTP's ([`http_proto::target::normalise_path`]).
 pub fn content_id(uri: &str) -> Result<Option<String>, http_proto::Error> {
+    Ok(target(uri)?.map(|t| t.id))
+}
+
+/// What a request URI names: a content id, and the signed-URL prefix it came with (the
+/// `/s/EXPIRY/MAC/ID` form of [`crate::auth::keys`]), if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub id: String,
+    pub signed: Option<crate::auth::keys::SignedPrefix>,
+}
+
+/// [`content_id`], keeping the signed prefix.
+pub fn target(uri: &str) -> Result<Option<Target>, http_proto::Error> {
     let scheme = ["rtsp://", "rtsps://"].iter().find_map(|s| {
         uri.get(..s.len())
             .filter(|p| p.eq_ignore_ascii_case(s))
@@ -24,13 +37,18 @@ pub fn content_id(uri: &str) -> Result<Option<String>, http_proto::Error> {
         return Err(http_proto::Error::BadTarget(raw.chars().take(64).collect()));
     }
     let path = http_proto::target::normalise_path(raw)?;
+    let (signed, path) = crate::auth::keys::split_signed(&path)
+        .map_err(|_| http_proto::Error::BadTarget("malformed signed URL prefix".into()))?;
     let path = path.trim_start_matches('/');
     let path = path.strip_suffix('/').unwrap_or(path);
     let path = path
         .strip_suffix(TRACK)
         .map_or(path, |p| p.strip_suffix('/').unwrap_or(path));
     let id = path.strip_suffix('/').unwrap_or(path);
-    Ok(installer::store::check_id(id).ok().map(|_| id.to_string()))
+    Ok(installer::store::check_id(id).ok().map(|_| Target {
+        id: id.to_string(),
+        signed,
+    }))
 }
 
 /// The `Content-Base` for a DESCRIBE of `uri`: the URI without query, ending in `/`.
@@ -80,6 +98,11 @@ mod tests {
         ] {
             assert!(content_id(u).is_err(), "{u}");
         }
+        let signed = "rtsp://h/s/99/0123456789abcdef0123456789abcdef/demo/track1";
+        let t = target(signed).unwrap().unwrap();
+        assert_eq!(t.id, "demo");
+        assert_eq!(t.signed.map(|s| s.expires), Some(99));
+        assert!(target("rtsp://h/s/99/short/demo").is_err());
         assert_eq!(content_base("rtsp://h/demo?x"), "rtsp://h/demo/");
         assert_eq!(content_base("rtsp://h/demo/"), "rtsp://h/demo/");
     }
