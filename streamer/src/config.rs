@@ -22,6 +22,7 @@
 //! basic = false                 # accept Basic (clear-text passwords) on content requests
 //! token_ttl_secs = 3600
 //! max_signed_ttl_secs = 86400
+//! max_failed_logins = 10        # per address per minute, then refused (429 / RTSP 403)
 //! [device]
 //! queue_depth = 32
 //! buffer_size = 262144

@@ -160,7 +160,7 @@ impl Server {
         } else {
             match crate::auth::keys::split_signed(path) {
                 Ok((signed, rest)) if signed.is_none() || rest.starts_with("/content/") => {
-                    self.route(req, rest, signed.as_ref())
+                    self.route(peer, req, rest, signed.as_ref())
                 }
                 Ok(_) => ("other", plain(StatusCode::NOT_FOUND, "not found")),
                 Err(r) => {
@@ -183,6 +183,7 @@ impl Server {
     /// Answer `req` for `path` (its path without any signed-URL prefix, `signed`).
     fn route(
         &self,
+        peer: SocketAddr,
         req: &Parts,
         path: &str,
         signed: Option<&crate::auth::keys::SignedPrefix>,
@@ -210,6 +211,7 @@ impl Server {
             };
             let access = crate::auth::Access {
                 proto: crate::auth::Proto::Http,
+                peer: peer.ip(),
                 id: &id,
                 method: req.method.as_str(),
                 uri: path,
@@ -225,10 +227,10 @@ impl Server {
             return (route, self.file(req, &content, file, route));
         }
         if path == "/api/v1/tokens" {
-            return ("api", crate::http_auth::token(self, req));
+            return ("api", crate::http_auth::token(self, peer, req));
         }
         if let Some(id) = path.strip_prefix("/api/v1/sign/") {
-            return ("api", crate::http_auth::sign(self, req, id));
+            return ("api", crate::http_auth::sign(self, peer, req, id));
         }
         match path {
             "/api/v1/contents" | "/metrics" | "/" if !get_or_head => {

@@ -13,12 +13,17 @@ use crate::http::{HttpBody, Server, json, method_not_allowed, plain, valid_id};
 use hyper::header::{self, HeaderValue};
 use hyper::http::request::Parts;
 use hyper::{Method, Response, StatusCode};
+use std::net::SocketAddr;
 
 /// The response for a refused request: 401 with `WWW-Authenticate` (one per scheme), or 403.
 pub fn denied(server: &Server, d: &Denied) -> Response<HttpBody> {
     server.metrics.refused(d.reason());
     let status = StatusCode::from_u16(d.status()).unwrap_or(StatusCode::FORBIDDEN);
     let mut r = plain(status, d.message());
+    if let Denied::Throttled { retry_after } = d {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+    }
     if d.status() == 401 {
         for c in server.auth.challenges(Proto::Http, d) {
             if let Ok(v) = HeaderValue::from_str(&c) {
@@ -31,6 +36,9 @@ pub fn denied(server: &Server, d: &Denied) -> Response<HttpBody> {
 
 /// A 401 for the login endpoints: they take Basic whatever the content setting says.
 fn login_refused(server: &Server, d: &Denied) -> Response<HttpBody> {
+    if d.status() != 401 {
+        return denied(server, d);
+    }
     server.metrics.refused(d.reason());
     let mut r = plain(StatusCode::UNAUTHORIZED, d.message());
     let realm = &server.auth.config().realm;
@@ -47,11 +55,11 @@ fn authorization(req: &Parts) -> Option<&str> {
 }
 
 /// `POST /api/v1/tokens`.
-pub fn token(server: &Server, req: &Parts) -> Response<HttpBody> {
+pub fn token(server: &Server, peer: SocketAddr, req: &Parts) -> Response<HttpBody> {
     if req.method != Method::POST {
         return method_not_allowed("POST");
     }
-    let (name, user) = match server.auth.login(authorization(req)) {
+    let (name, user) = match server.auth.login(peer.ip(), authorization(req)) {
         Ok(u) => u,
         Err(d) => return login_refused(server, &d),
     };
@@ -70,7 +78,7 @@ pub fn token(server: &Server, req: &Parts) -> Response<HttpBody> {
 }
 
 /// `GET /api/v1/sign/ID?ttl=SECONDS`.
-pub fn sign(server: &Server, req: &Parts, id: &str) -> Response<HttpBody> {
+pub fn sign(server: &Server, peer: SocketAddr, req: &Parts, id: &str) -> Response<HttpBody> {
     if req.method != Method::GET {
         return method_not_allowed("GET");
     }
@@ -84,7 +92,7 @@ pub fn sign(server: &Server, req: &Parts, id: &str) -> Response<HttpBody> {
             format!("content {id} is not installed"),
         );
     }
-    let (name, user) = match server.auth.login(authorization(req)) {
+    let (name, user) = match server.auth.login(peer.ip(), authorization(req)) {
         Ok(u) => u,
         Err(d) => return login_refused(server, &d),
     };

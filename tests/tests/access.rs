@@ -72,8 +72,16 @@ fn add_user(file: &Path, name: &str, password: &str, clearance: u32, rights: &st
     );
 }
 
-/// The two contents, three users, and a streamer with `extra` flags.
+/// The two contents, three users, and a streamer with `extra` flags (tokens last 4 s; the
+/// failed-login limit is high, since these tests fail logins on purpose from one address).
 fn start(extra: &[&str]) -> Setup {
+    start_with(
+        "[auth]\ntoken_ttl_secs = 4\nmax_failed_logins = 1000\n",
+        extra,
+    )
+}
+
+fn start_with(config_text: &str, extra: &[&str]) -> Setup {
     let src = workspace_root().join("media-fixtures/demo/demo.mp4");
     let store = store::with_content("sluice-access-", &src, "open");
     run_ok(
@@ -87,7 +95,7 @@ fn start(extra: &[&str]) -> Setup {
     add_user(&users, "bob", "bob-pw", 1, "rtsp,http");
     add_user(&users, "carol", "carol-pw", 5, "http");
     let config = store.path().join("streamer.toml");
-    std::fs::write(&config, "[auth]\ntoken_ttl_secs = 4\n").expect("write config");
+    std::fs::write(&config, config_text).expect("write config");
     let mut args: Vec<&str> = vec!["--config", config.to_str().unwrap()];
     args.extend_from_slice(&["--users", users.to_str().unwrap()]);
     args.extend_from_slice(extra);
@@ -679,5 +687,58 @@ fn basic_when_allowed_and_changes_apply_without_restart() {
     assert!(
         !out.success() && out.stderr.contains("not installed"),
         "{out}"
+    );
+}
+
+/// Credential guessing: after `max_failed_logins` (3 here) failed logins an address is refused
+/// without a check, even with the right password (HTTP 429 with `Retry-After`, RTSP 403),
+/// while requests without credentials were never counted.
+#[test]
+fn guessing_passwords_gets_an_address_refused() {
+    let s = start_with("[auth]\nmax_failed_logins = 3\n", &[]);
+    let a = s.http();
+    for _ in 0..5 {
+        assert_eq!(get(a, "/content/secret.ts", &[]).status, 401);
+    }
+    let login = |user: &str, pw: &str| {
+        http_client::request(
+            a,
+            "POST",
+            "/api/v1/tokens",
+            &[("Authorization", &basic(user, pw))],
+            &[],
+        )
+        .expect("POST /api/v1/tokens")
+    };
+    for guess in ["a", "b", "c"] {
+        assert_eq!(login("alice", guess).status, 401, "guess {guess}");
+    }
+    let r = login("alice", "alice-pw");
+    assert_eq!(r.status, 429, "{}", r.text());
+    let wait: u64 = r
+        .header("retry-after")
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After");
+    assert!((1..=60).contains(&wait), "{wait}");
+    let mut c = Client::connect(s.rtsp, "secret").expect("connect");
+    let base = format!("rtsp://{}/secret", s.rtsp);
+    let r = c.request(
+        Method::Describe,
+        &base,
+        &[("Authorization", &basic("alice", "x"))],
+    );
+    assert_eq!(r.status, 403, "RTSP from the throttled address");
+    let m = metrics(a);
+    assert!(
+        m.sum(
+            "sluice_http_refused_total",
+            &[("reason", "login_throttled")]
+        ) >= 1.0
+    );
+    assert!(
+        m.sum(
+            "sluice_rtsp_refused_total",
+            &[("reason", "login_throttled")]
+        ) >= 1.0
     );
 }

@@ -28,6 +28,7 @@ pub mod users;
 use http_proto::auth::{Credentials, Digest};
 use keys::{Keys, Rejected, SignedPrefix};
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
@@ -50,6 +51,9 @@ pub struct AuthConfig {
     pub token_ttl_secs: u64,
     /// Longest lifetime a signed URL may be asked for, seconds.
     pub max_signed_ttl_secs: u64,
+    /// Failed logins from one address within a minute before it is refused for the rest
+    /// of that minute (credential guessing).
+    pub max_failed_logins: u32,
 }
 
 impl Default for AuthConfig {
@@ -61,6 +65,7 @@ impl Default for AuthConfig {
             basic: false,
             token_ttl_secs: 3600,
             max_signed_ttl_secs: 86_400,
+            max_failed_logins: 10,
         }
     }
 }
@@ -90,6 +95,9 @@ pub enum Denied {
     Unauthenticated { reason: &'static str, stale: bool },
     /// 403: logged in (or signed) but not allowed.
     Forbidden(String),
+    /// Too many failed logins from this address lately: refused without checking
+    /// (HTTP 429, RTSP 403) for `retry_after` seconds.
+    Throttled { retry_after: u64 },
 }
 
 impl Denied {
@@ -97,6 +105,7 @@ impl Denied {
         match self {
             Denied::Unauthenticated { .. } => 401,
             Denied::Forbidden(_) => 403,
+            Denied::Throttled { .. } => 429,
         }
     }
 
@@ -105,6 +114,7 @@ impl Denied {
         match self {
             Denied::Unauthenticated { .. } => "unauthenticated",
             Denied::Forbidden(_) => "forbidden",
+            Denied::Throttled { .. } => "login_throttled",
         }
     }
 
@@ -112,6 +122,9 @@ impl Denied {
         match self {
             Denied::Unauthenticated { reason, .. } => format!("authentication required: {reason}"),
             Denied::Forbidden(m) => m.clone(),
+            Denied::Throttled { retry_after } => {
+                format!("too many failed logins from this address: retry in {retry_after} s")
+            }
         }
     }
 }
@@ -119,6 +132,8 @@ impl Denied {
 /// One request to check.
 pub struct Access<'a> {
     pub proto: Proto,
+    /// The client's address (failed logins are counted per address).
+    pub peer: IpAddr,
     pub id: &'a str,
     /// The request method and URI (Digest hashes them; the URI must be the one the
     /// client's Digest response names).
@@ -153,7 +168,22 @@ pub struct Auth {
     users: RwLock<Option<Watched<Users>>>,
     levels: RwLock<Watched<installer::access::Levels>>,
     basic_cache: Mutex<BasicCache>,
+    failures: Mutex<HashMap<IpAddr, Failures>>,
 }
+
+/// Failed logins from one address within the current window.
+#[derive(Debug, Clone, Copy)]
+struct Failures {
+    count: u32,
+    since: Instant,
+}
+
+/// Credential guessing: after `max_failed_logins` failed logins within [`FAILURE_WINDOW`] an
+/// address is refused without any check until the window ends. A request without credentials
+/// is not a failure (VLC and others always try without first).
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+/// Addresses tracked at most (a flood of addresses must not grow memory without bound).
+const MAX_TRACKED: usize = 65_536;
 
 impl std::fmt::Debug for Auth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -200,6 +230,7 @@ impl Auth {
             users: RwLock::new(users),
             levels: RwLock::new(levels),
             basic_cache: Mutex::new(HashMap::new()),
+            failures: Mutex::new(HashMap::new()),
         })
     }
 
@@ -289,7 +320,9 @@ impl Auth {
         if level == 0 {
             return Ok(Grant::Public);
         }
-        let (name, user) = self.authenticate(a, now)?;
+        let (name, user) = self.counted(a.peer, a.authorization.is_some(), || {
+            self.authenticate(a, now)
+        })?;
         let right = match a.proto {
             Proto::Rtsp => Right::Rtsp,
             Proto::Http => Right::Http,
@@ -310,6 +343,47 @@ impl Auth {
             name,
             clearance: user.clearance,
         })
+    }
+
+    /// Run a credential check for `peer`, unless it failed too often lately; count a failure
+    /// when credentials were given and refused.
+    fn counted<T>(
+        &self,
+        peer: IpAddr,
+        gave_credentials: bool,
+        check: impl FnOnce() -> Result<T, Denied>,
+    ) -> Result<T, Denied> {
+        {
+            let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(w) = f.get(&peer).copied() {
+                let age = w.since.elapsed();
+                if age >= FAILURE_WINDOW {
+                    f.remove(&peer);
+                } else if w.count >= self.cfg.max_failed_logins.max(1) {
+                    return Err(Denied::Throttled {
+                        retry_after: (FAILURE_WINDOW - age).as_secs().max(1),
+                    });
+                }
+            }
+        }
+        let res = check();
+        if gave_credentials && matches!(res, Err(Denied::Unauthenticated { stale: false, .. })) {
+            let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+            if f.len() >= MAX_TRACKED {
+                f.retain(|_, w| w.since.elapsed() < FAILURE_WINDOW);
+            }
+            if f.len() < MAX_TRACKED {
+                let w = f.entry(peer).or_insert(Failures {
+                    count: 0,
+                    since: Instant::now(),
+                });
+                w.count += 1;
+                if w.count >= self.cfg.max_failed_logins.max(1) {
+                    tracing::warn!(%peer, failures = w.count, "too many failed logins: address refused for a while");
+                }
+            }
+        }
+        res
     }
 
     /// Who the credentials name, or why they name no one.
@@ -472,7 +546,17 @@ impl Auth {
 
     /// The login of the token and signing endpoints: Basic (always accepted there: it is the
     /// login itself) or a bearer token. The user, or why not.
-    pub fn login(&self, authorization: Option<&str>) -> Result<(String, User), Denied> {
+    pub fn login(
+        &self,
+        peer: IpAddr,
+        authorization: Option<&str>,
+    ) -> Result<(String, User), Denied> {
+        self.counted(peer, authorization.is_some(), || {
+            self.login_check(authorization)
+        })
+    }
+
+    fn login_check(&self, authorization: Option<&str>) -> Result<(String, User), Denied> {
         let unauth = |reason| Denied::Unauthenticated {
             reason,
             stale: false,
@@ -555,6 +639,7 @@ mod tests {
     fn rtsp<'a>(authorization: Option<&'a str>, uri: &'a str) -> Access<'a> {
         Access {
             proto: Proto::Rtsp,
+            peer: IpAddr::from([127, 0, 0, 1]),
             id: "secret",
             method: "DESCRIBE",
             uri,
@@ -621,5 +706,46 @@ mod tests {
             ..rtsp(Some(&h), uri)
         };
         assert!(auth.authorize(&http).is_err());
+    }
+
+    #[test]
+    fn guessing_is_throttled_per_address() {
+        let (auth, _dir) = auth_with_alice();
+        let uri = "rtsp://h/secret";
+        let guesser = IpAddr::from([10, 0, 0, 1]);
+        let wrong = http_proto::auth::basic_value("alice", "guess");
+        let basic_auth = Auth {
+            cfg: AuthConfig {
+                basic: true,
+                ..auth.cfg.clone()
+            },
+            ..auth
+        };
+        let try_as = |peer, h: Option<&str>| {
+            basic_auth.authorize(&Access {
+                peer,
+                ..rtsp(h, uri)
+            })
+        };
+        // Requests without credentials are not failures.
+        for _ in 0..20 {
+            assert!(matches!(
+                try_as(guesser, None),
+                Err(Denied::Unauthenticated { .. })
+            ));
+        }
+        for _ in 0..basic_auth.cfg.max_failed_logins {
+            assert!(matches!(
+                try_as(guesser, Some(&wrong)),
+                Err(Denied::Unauthenticated { .. })
+            ));
+        }
+        let right = http_proto::auth::basic_value("alice", "pw");
+        assert!(matches!(
+            try_as(guesser, Some(&right)),
+            Err(Denied::Throttled { .. })
+        ));
+        // Another address is not affected.
+        assert!(try_as(IpAddr::from([10, 0, 0, 2]), Some(&right)).is_ok());
     }
 }

@@ -93,9 +93,9 @@ fn with_session(server: &RtspServer, req: &Request) -> Result<Arc<Session>, Resp
 /// The content id a request URI names, or the refusal (counted): 400 for a path refused
 /// outright (traversal in any encoding, see [`url::content_id`]), 404 for a path naming no
 /// content id. Before any other work.
-fn requested_id(server: &RtspServer, req: &Request) -> Result<String, Response> {
+fn requested_id(server: &RtspServer, conn: &Conn, req: &Request) -> Result<String, Response> {
     match url::target(&req.uri) {
-        Ok(Some(t)) => authorize(server, req, t),
+        Ok(Some(t)) => authorize(server, conn, req, t),
         Ok(None) => {
             server.metrics.rtsp_refused("bad_id");
             Err(Response::new(404))
@@ -111,12 +111,18 @@ fn requested_id(server: &RtspServer, req: &Request) -> Result<String, Response> 
 /// Whether the request's credentials (or signed URL) reach the content's security level:
 /// 401 with a Digest challenge (the connection stays open: VLC asks its user only after a
 /// first 401), or 403. See [`crate::auth`].
-fn authorize(server: &RtspServer, req: &Request, t: url::Target) -> Result<String, Response> {
+fn authorize(
+    server: &RtspServer,
+    conn: &Conn,
+    req: &Request,
+    t: url::Target,
+) -> Result<String, Response> {
     let Some(auth) = &server.config.auth else {
         return Ok(t.id);
     };
     let access = crate::auth::Access {
         proto: crate::auth::Proto::Rtsp,
+        peer: conn.peer.ip(),
         id: &t.id,
         method: req.method.as_str(),
         uri: &req.uri,
@@ -128,9 +134,12 @@ fn authorize(server: &RtspServer, req: &Request, t: url::Target) -> Result<Strin
         Err(d) => {
             tracing::info!(uri = %req.uri, reason = %d.message(), "RTSP request refused");
             server.metrics.rtsp_refused(d.reason());
-            let mut r = Response::new(d.status());
-            for c in auth.challenges(crate::auth::Proto::Rtsp, &d) {
-                r.headers.append("WWW-Authenticate", c);
+            // RTSP 1.0 has no 429: a throttled address is refused outright.
+            let mut r = Response::new(if d.status() == 429 { 403 } else { d.status() });
+            if d.status() == 401 {
+                for c in auth.challenges(crate::auth::Proto::Rtsp, &d) {
+                    r.headers.append("WWW-Authenticate", c);
+                }
             }
             Err(r)
         }
@@ -150,7 +159,7 @@ fn describe(server: &RtspServer, conn: &Conn, req: &Request) -> Response {
     {
         return Response::new(406);
     }
-    let id = match requested_id(server, req) {
+    let id = match requested_id(server, conn, req) {
         Ok(id) => id,
         Err(r) => return r,
     };
@@ -186,7 +195,7 @@ fn choose_transport(v: &str) -> Result<Option<Transport>, Response> {
 }
 
 async fn setup(server: &Arc<RtspServer>, conn: &mut Conn, req: &Request) -> Response {
-    let id = match requested_id(server, req) {
+    let id = match requested_id(server, conn, req) {
         Ok(id) => id,
         Err(r) => return r,
     };
