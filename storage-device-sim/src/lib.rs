@@ -16,6 +16,8 @@
 
 pub mod device;
 pub mod error;
+#[cfg(feature = "etcd")]
+pub mod etcd;
 pub mod heartbeat;
 /// `Range` header parsing, shared with the streamer (sans-IO, in `http-proto`).
 pub use http_proto::range as http_range;

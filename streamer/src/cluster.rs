@@ -28,7 +28,7 @@ pub struct Cluster {
     pub devices: BTreeMap<String, Device>,
     /// Every node, local or remote, as something to read from.
     pub sources: BTreeMap<String, Arc<dyn ReadAt>>,
-    pub membership: Arc<InProcessMembership>,
+    pub membership: Arc<dyn Membership>,
     pub read_deadline: Duration,
     _agents: Vec<HostAgent>,
     _pollers: Vec<RemotePoller>,
@@ -79,6 +79,28 @@ impl Drop for RemotePoller {
     }
 }
 
+#[cfg(feature = "etcd")]
+fn etcd_membership(
+    topology: &Topology,
+    cfg: &Config,
+    interval: Duration,
+) -> Result<Arc<storage_device_sim::etcd::EtcdMembership>> {
+    use storage_device_sim::etcd::{EtcdConfig, EtcdMembership};
+    let ec = EtcdConfig {
+        endpoints: cfg.etcd.clone(),
+        prefix: cfg.etcd_prefix.clone(),
+        ttl_secs: EtcdConfig::ttl_for(interval, cfg.missed_beats),
+    };
+    EtcdMembership::start(topology, ec, Duration::from_secs(5)).map_err(|e| anyhow::anyhow!(e))
+}
+
+#[cfg(not(feature = "etcd"))]
+fn etcd_membership(_: &Topology, _: &Config, _: Duration) -> Result<Arc<InProcessMembership>> {
+    anyhow::bail!(
+        "this streamer was built without etcd support: cargo build --release -p streamer --features etcd"
+    )
+}
+
 impl Cluster {
     pub fn start(store: &Path, cfg: &Config) -> Result<Cluster> {
         let file = store.join("store.json");
@@ -107,26 +129,36 @@ impl Cluster {
             devices.insert(node.to_string(), dev);
         }
         let interval = Duration::from_millis(cfg.heartbeat_ms.max(10));
-        let membership = InProcessMembership::start(
-            &topology,
-            DetectorConfig {
-                interval,
-                missed_beats: cfg.missed_beats.max(1),
-            },
-        );
-        let sink: Arc<dyn HeartbeatSink> = membership.clone();
-        let pollers = topology
-            .hosts
-            .iter()
-            .filter_map(|h| {
-                Some(RemotePoller::start(
-                    h.name.clone(),
-                    h.address.clone()?,
-                    interval,
-                    sink.clone(),
-                ))
-            })
-            .collect();
+        let (membership, sink, pollers): (Arc<dyn Membership>, Arc<dyn HeartbeatSink>, Vec<_>) =
+            if cfg.etcd.is_empty() {
+                let m = InProcessMembership::start(
+                    &topology,
+                    DetectorConfig {
+                        interval,
+                        missed_beats: cfg.missed_beats.max(1),
+                    },
+                );
+                let sink: Arc<dyn HeartbeatSink> = m.clone();
+                // Remote hosts' heartbeat is their /health, polled.
+                let pollers = topology
+                    .hosts
+                    .iter()
+                    .filter_map(|h| {
+                        Some(RemotePoller::start(
+                            h.name.clone(),
+                            h.address.clone()?,
+                            interval,
+                            sink.clone(),
+                        ))
+                    })
+                    .collect();
+                (m, sink, pollers)
+            } else {
+                // Every host (remote ones from their own process) beats into etcd; health is
+                // what the etcd watch says.
+                let m = etcd_membership(&topology, cfg, interval)?;
+                (m.clone(), m, Vec::new())
+            };
         let agents = topology
             .hosts
             .iter()
@@ -174,7 +206,7 @@ impl Cluster {
                 })
             })
             .collect();
-        let m: Arc<dyn Membership> = self.membership.clone();
+        let m = self.membership.clone();
         ReplicaReader::new(
             format!("{id}/{file}"),
             replicas,

@@ -15,6 +15,8 @@
 //! read_deadline_ms = 500          # a node read slower than this fails over to the next replica
 //! heartbeat_ms = 200
 //! missed_beats = 3
+//! etcd = ["http://127.0.0.1:2379"]  # membership through etcd (feature `etcd`); default in-process
+//! etcd_prefix = "/sluice"
 //! [auth]                        # access control (see the auth module)
 //! users_file = "users.toml"     # who may log in (streamer users add FILE NAME)
 //! key_file = "STORE/auth.key"   # HMAC key for tokens, nonces, signed URLs (made if missing)
@@ -62,6 +64,9 @@ pub struct Config {
     pub read_deadline_ms: u64,
     pub heartbeat_ms: u64,
     pub missed_beats: u32,
+    /// etcd endpoints; empty: in-process membership (one machine).
+    pub etcd: Vec<String>,
+    pub etcd_prefix: String,
     pub rtsp_session_timeout_secs: u64,
     pub header_timeout_secs: u64,
     pub idle_timeout_secs: u64,
@@ -85,6 +90,8 @@ impl Default for Config {
             read_deadline_ms: 500,
             heartbeat_ms: 200,
             missed_beats: 3,
+            etcd: Vec::new(),
+            etcd_prefix: "/sluice".into(),
             rtsp_session_timeout_secs: 60,
             header_timeout_secs: 10,
             idle_timeout_secs: 60,

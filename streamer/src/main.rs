@@ -42,6 +42,10 @@ struct Cli {
     /// Heartbeat interval of the host agents, milliseconds.
     #[arg(long)]
     heartbeat_ms: Option<u64>,
+    /// etcd endpoints (comma-separated): node health from host leases in etcd instead of the
+    /// in-process detector (needs a build with `--features etcd`).
+    #[arg(long, value_delimiter = ',')]
+    etcd: Vec<String>,
     /// An RTSP session not heard from for this long ends, seconds (default 60).
     #[arg(long)]
     rtsp_session_timeout: Option<u64>,
@@ -174,6 +178,9 @@ fn load_config(cli: &Cli) -> Result<Config> {
     }
     if let Some(ms) = cli.read_deadline_ms {
         cfg.read_deadline_ms = ms;
+    }
+    if !cli.etcd.is_empty() {
+        cfg.etcd = cli.etcd.clone();
     }
     if let Some(ms) = cli.heartbeat_ms {
         cfg.heartbeat_ms = ms;

@@ -27,12 +27,15 @@ pub const BIN_NAME: &str = "install-content";
 struct Binary {
     name: &'static str,
     package: &'static str,
+    /// Cargo features the tests need (the cluster tests use etcd).
+    features: &'static str,
     sources: &'static [&'static str],
 }
 
 const INSTALL_CONTENT: Binary = Binary {
     name: BIN_NAME,
     package: "installer",
+    features: "",
     sources: &[
         "installer/src",
         "installer/Cargo.toml",
@@ -46,6 +49,7 @@ const INSTALL_CONTENT: Binary = Binary {
 const STREAMER: Binary = Binary {
     name: "streamer",
     package: "streamer",
+    features: "etcd",
     sources: &[
         "streamer/src",
         "streamer/Cargo.toml",
@@ -63,6 +67,7 @@ const STREAMER: Binary = Binary {
 const STORAGE_NODE: Binary = Binary {
     name: "storage-node",
     package: "storage-device-sim",
+    features: "etcd",
     sources: &["storage-device-sim/src", "storage-device-sim/Cargo.toml"],
 };
 
@@ -128,6 +133,11 @@ fn build(profile_dir: &Path, bin: &Binary) {
     let mut cmd = Command::new(cargo);
     cmd.current_dir(workspace_root())
         .args(["build", "-j2", "-p", bin.package, "--bin", bin.name])
+        .args(if bin.features.is_empty() {
+            vec![]
+        } else {
+            vec!["--features", bin.features]
+        })
         .arg("--target-dir")
         .arg(target_dir);
     if profile_dir.file_name().is_some_and(|n| n == "release") {

@@ -13,6 +13,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use storage_device_sim::device::{Device, DeviceConfig};
+#[cfg(feature = "etcd")]
+use storage_device_sim::heartbeat::HostAgent;
 use storage_device_sim::node_server::NodeServer;
 use storage_device_sim::topology::Topology;
 
@@ -47,6 +49,60 @@ struct Cli {
     /// Open files with O_DIRECT (bypass the page cache).
     #[arg(long)]
     o_direct: bool,
+    /// etcd endpoints (comma-separated): this host keeps a lease there, renewed by its
+    /// heartbeats, with its nodes' keys attached (needs a build with `--features etcd`).
+    #[arg(long, value_delimiter = ',')]
+    etcd: Vec<String>,
+    /// Key prefix in etcd.
+    #[arg(long, default_value = "/sluice")]
+    etcd_prefix: String,
+    /// Heartbeat interval, milliseconds (the lease TTL is missed-beats × this).
+    #[arg(long, default_value_t = 200)]
+    heartbeat_ms: u64,
+    /// Missed beats before the host's lease expires.
+    #[arg(long, default_value_t = 3)]
+    missed_beats: u32,
+}
+
+/// With `--etcd`: the host agent, beating into etcd until the process ends.
+#[cfg(feature = "etcd")]
+fn join_etcd(
+    cli: &Cli,
+    topology: &Topology,
+    host: &str,
+    nodes: &BTreeMap<String, Device>,
+) -> Result<Option<(Arc<storage_device_sim::etcd::EtcdMembership>, HostAgent)>> {
+    use storage_device_sim::etcd::{EtcdConfig, EtcdMembership};
+    if cli.etcd.is_empty() {
+        return Ok(None);
+    }
+    let interval = std::time::Duration::from_millis(cli.heartbeat_ms.max(10));
+    let cfg = EtcdConfig {
+        endpoints: cli.etcd.clone(),
+        prefix: cli.etcd_prefix.clone(),
+        ttl_secs: EtcdConfig::ttl_for(interval, cli.missed_beats),
+    };
+    let m = EtcdMembership::start(topology, cfg, std::time::Duration::from_secs(5))
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let devs = nodes.clone();
+    let agent = HostAgent::start(
+        host.to_string(),
+        nodes.keys().cloned().collect(),
+        interval,
+        m.clone(),
+        Arc::new(move |n: &str| devs.get(n).is_some_and(|d| !d.knobs().is_crashed())),
+    );
+    Ok(Some((m, agent)))
+}
+
+#[cfg(not(feature = "etcd"))]
+fn join_etcd(cli: &Cli, _: &Topology, _: &str, _: &BTreeMap<String, Device>) -> Result<Option<()>> {
+    if cli.etcd.is_empty() {
+        return Ok(None);
+    }
+    bail!(
+        "this storage-node was built without etcd support: cargo build -p storage-device-sim --features etcd"
+    )
 }
 
 #[tokio::main]
@@ -100,6 +156,7 @@ async fn main() -> Result<()> {
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .with_context(|| format!("listening on {addr}"))?;
+    let _etcd = join_etcd(&cli, &topology, &host.name, &nodes)?;
     let server = Arc::new(NodeServer {
         host: host.name.clone(),
         nodes,
@@ -110,6 +167,9 @@ async fn main() -> Result<()> {
         server.nodes.keys().cloned().collect::<Vec<_>>().join(", "),
         listener.local_addr()?
     );
+    if !cli.etcd.is_empty() {
+        println!("storage-node: heartbeats to etcd at {}", cli.etcd.join(","));
+    }
     loop {
         let (stream, _) = listener.accept().await?;
         let server = server.clone();

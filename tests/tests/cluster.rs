@@ -1,0 +1,226 @@
+//! The cluster across processes, coordinated by a real etcd (Debian `etcd-server`) on a
+//! loopback port (issue 6): three `storage-node` processes, one per physical host, keep a
+//! lease each in etcd through their heartbeats; a `streamer` watches etcd for node health and
+//! reads from the nodes over HTTP. A storage node killed with SIGKILL stops beating, its lease
+//! expires, etcd deletes its nodes' keys and the streamer marks them down; ffmpeg clients
+//! playing over RTSP (UDP and TCP) and HTTP all play the whole clip through it.
+
+use serde_json::Value;
+use sluice_tests::bin_path::{install_content_cmd, storage_node, workspace_root};
+use sluice_tests::process::{self, Output};
+use sluice_tests::server::{self, Server};
+use sluice_tests::vlc::need;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use storage_device_sim::etcd::LocalEtcd;
+
+const HOSTS: [&str; 3] = ["host-1", "host-2", "host-3"];
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(90);
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// A store of three hosts (one node each, addresses on loopback) with the 12 s demo clip
+/// installed as `movie` on two of them.
+fn store() -> (tempfile::TempDir, Vec<String>) {
+    let dir = tempfile::Builder::new()
+        .prefix("sluice-cluster-")
+        .tempdir()
+        .expect("tempdir");
+    let addrs: Vec<String> = HOSTS
+        .iter()
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
+    let hosts: Vec<Value> = HOSTS
+        .iter()
+        .zip(&addrs)
+        .map(|(h, a)| serde_json::json!({"name": h, "nodes": [format!("{h}-n1")], "address": a}))
+        .collect();
+    let topology = serde_json::json!({"format": "sluice-store", "version": 1, "hosts": hosts});
+    std::fs::write(dir.path().join("store.json"), topology.to_string()).expect("store.json");
+    let src = workspace_root().join("media-fixtures/demo/demo.mp4");
+    let out = process::run(install_content_cmd(dir.path()).arg("add").arg(&src).args([
+        "--id",
+        "movie",
+        "--replicas",
+        "2",
+    ]));
+    assert!(out.success(), "{out}");
+    (dir, addrs)
+}
+
+fn start_node(store: &Path, host: &str, addr: &str, etcd: &str) -> Server {
+    let mut cmd = server::bounded(storage_node());
+    cmd.arg("--store")
+        .arg(store)
+        .args(["--host", host, "--listen", addr, "--etcd", etcd]);
+    Server::start(cmd, "storage-node: host")
+}
+
+fn catalog(addr: SocketAddr) -> Value {
+    let r = sluice_tests::http_client::get(addr, "/api/v1/contents/movie").expect("catalog");
+    serde_json::from_slice(&r.body).expect("catalog JSON")
+}
+
+/// (node, host, health) of the movie's replicas, main first.
+fn replicas(addr: SocketAddr) -> Vec<(String, String, String)> {
+    catalog(addr)["replicas"]
+        .as_array()
+        .expect("replicas")
+        .iter()
+        .map(|r| {
+            let s = |k: &str| r[k].as_str().unwrap_or("").to_string();
+            (s("node"), s("host"), s("health"))
+        })
+        .collect()
+}
+
+/// The last `out_time_us` of ffmpeg's `-progress` output, in seconds.
+fn progress_secs(out: &Output) -> f64 {
+    out.stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("out_time_us="))
+        .filter_map(|v| v.trim().parse::<f64>().ok())
+        .next_back()
+        .unwrap_or(0.0)
+        / 1e6
+}
+
+#[test]
+fn a_storage_node_killed_mid_play_is_detected_through_etcd_and_clients_finish() {
+    let etcd = LocalEtcd::start().expect("etcd (scripts/ensure-tools installs etcd-server)");
+    let (store, addrs) = store();
+    let mut nodes: Vec<Server> = HOSTS
+        .iter()
+        .zip(&addrs)
+        .map(|(h, a)| start_node(store.path(), h, a, &etcd.endpoint))
+        .collect();
+    let srv = Server::start(
+        server::streamer_command(store.path(), &["--etcd", &etcd.endpoint]),
+        "streamer: serving ",
+    );
+    let http = srv.addr;
+    let rtsp = server::rtsp_address(&srv);
+    // Every replica up, as etcd says.
+    let t0 = Instant::now();
+    let reps = loop {
+        let r = replicas(http);
+        if r.len() == 2 && r.iter().all(|(_, _, h)| h == "Up") {
+            break r;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "replicas never all up: {r:?}\n{}",
+            srv.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let main_host = reps[0].1.clone();
+    let victim = HOSTS
+        .iter()
+        .position(|h| *h == main_host)
+        .expect("main host");
+
+    // Three clients at real-time pace: RTSP over UDP and TCP, HTTP with -re.
+    let ffmpeg = need("ffmpeg");
+    let client = |args: Vec<String>| {
+        let mut c = Command::new(&ffmpeg);
+        c.args(["-v", "error", "-nostats", "-progress", "pipe:1"])
+            .args(args)
+            .args(["-c", "copy", "-f", "null", "-"]);
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            let out = process::spawn(&mut c).wait_at_most(CLIENT_TIMEOUT);
+            (out, started.elapsed())
+        })
+    };
+    let url = format!("rtsp://{rtsp}/movie");
+    let runs = vec![
+        (
+            "rtsp/udp",
+            client(vec![
+                "-rtsp_transport".into(),
+                "udp".into(),
+                "-i".into(),
+                url.clone(),
+            ]),
+        ),
+        (
+            "rtsp/tcp",
+            client(vec![
+                "-rtsp_transport".into(),
+                "tcp".into(),
+                "-i".into(),
+                url,
+            ]),
+        ),
+        (
+            "http",
+            client(vec![
+                "-re".into(),
+                "-i".into(),
+                format!("http://{http}/content/movie.ts"),
+            ]),
+        ),
+    ];
+    std::thread::sleep(Duration::from_secs(3));
+    let killed_at = Instant::now();
+    // The server runs under `timeout`: the storage node is its child.
+    let wrapper = nodes[victim].pid().expect("storage-node pid");
+    let children = std::fs::read_to_string(format!("/proc/{wrapper}/task/{wrapper}/children"))
+        .expect("children of the timeout wrapper");
+    let pid: i32 = children
+        .split_whitespace()
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("the storage-node process");
+    // SAFETY: a plain signal to a process this test started.
+    let killed = unsafe { libc::kill(pid, libc::SIGKILL) };
+    assert_eq!(killed, 0, "kill -9 {pid}");
+    // The streamer learns it from etcd: the lease expires (TTL 1 s) and the key goes.
+    let detected = loop {
+        let r = replicas(http);
+        if r.iter().any(|(_, h, st)| *h == main_host && st == "Down") {
+            break killed_at.elapsed();
+        }
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(10),
+            "the killed host never went down: {r:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    eprintln!("killed {main_host}: down in the streamer's view after {detected:?}");
+    assert!(
+        detected <= Duration::from_millis(3000),
+        "detection took {detected:?} (lease TTL 1 s)"
+    );
+    let said = srv.stdout_lines().join("\n") + &srv.stderr();
+    assert!(
+        said.contains("its etcd key is gone"),
+        "the streamer did not report the etcd change:\n{said}"
+    );
+    for (name, run) in runs {
+        let (out, wall) = run.join().expect("client thread");
+        assert!(out.success(), "{name} client failed\n{out}");
+        let secs = progress_secs(&out);
+        assert!(
+            secs >= 11.5,
+            "{name} client played {secs:.2} s of 12 in {wall:?}\n{out}"
+        );
+    }
+    // The two other hosts are still up, as etcd says.
+    let r = replicas(http);
+    assert!(
+        r.iter()
+            .filter(|(_, h, _)| *h != main_host)
+            .all(|(_, _, st)| st == "Up"),
+        "{r:?}"
+    );
+    drop(nodes.remove(victim));
+}
