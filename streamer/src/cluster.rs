@@ -30,6 +30,9 @@ pub struct Cluster {
     pub sources: BTreeMap<String, Arc<dyn ReadAt>>,
     pub membership: Arc<dyn Membership>,
     pub read_deadline: Duration,
+    /// With etcd: whether this process is the elected controller (re-replication runs only
+    /// there); `None` in one process, where it always runs.
+    pub controller: Option<tokio::sync::watch::Receiver<bool>>,
     _agents: Vec<HostAgent>,
     _pollers: Vec<RemotePoller>,
 }
@@ -79,23 +82,35 @@ impl Drop for RemotePoller {
     }
 }
 
+/// This process's standing in the controller election.
+type Elected = tokio::sync::watch::Receiver<bool>;
+
+/// The etcd membership, and this process's standing in the controller election.
 #[cfg(feature = "etcd")]
 fn etcd_membership(
     topology: &Topology,
     cfg: &Config,
     interval: Duration,
-) -> Result<Arc<storage_device_sim::etcd::EtcdMembership>> {
+) -> Result<(Arc<storage_device_sim::etcd::EtcdMembership>, Elected)> {
     use storage_device_sim::etcd::{EtcdConfig, EtcdMembership};
     let ec = EtcdConfig {
         endpoints: cfg.etcd.clone(),
         prefix: cfg.etcd_prefix.clone(),
         ttl_secs: EtcdConfig::ttl_for(interval, cfg.missed_beats),
     };
-    EtcdMembership::start(topology, ec, Duration::from_secs(5)).map_err(|e| anyhow::anyhow!(e))
+    let m = EtcdMembership::start(topology, ec, Duration::from_secs(5))
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let me = format!("streamer-{}", std::process::id());
+    let elected = m.elect("controller", &me);
+    Ok((m, elected))
 }
 
 #[cfg(not(feature = "etcd"))]
-fn etcd_membership(_: &Topology, _: &Config, _: Duration) -> Result<Arc<InProcessMembership>> {
+fn etcd_membership(
+    _: &Topology,
+    _: &Config,
+    _: Duration,
+) -> Result<(Arc<InProcessMembership>, Elected)> {
     anyhow::bail!(
         "this streamer was built without etcd support: cargo build --release -p streamer --features etcd"
     )
@@ -129,6 +144,7 @@ impl Cluster {
             devices.insert(node.to_string(), dev);
         }
         let interval = Duration::from_millis(cfg.heartbeat_ms.max(10));
+        let mut controller = None;
         let (membership, sink, pollers): (Arc<dyn Membership>, Arc<dyn HeartbeatSink>, Vec<_>) =
             if cfg.etcd.is_empty() {
                 let m = InProcessMembership::start(
@@ -156,7 +172,8 @@ impl Cluster {
             } else {
                 // Every host (remote ones from their own process) beats into etcd; health is
                 // what the etcd watch says.
-                let m = etcd_membership(&topology, cfg, interval)?;
+                let (m, elected) = etcd_membership(&topology, cfg, interval)?;
+                controller = Some(elected);
                 (m.clone(), m, Vec::new())
             };
         let agents = topology
@@ -186,6 +203,7 @@ impl Cluster {
             sources,
             membership,
             read_deadline: Duration::from_millis(cfg.read_deadline_ms.max(1)),
+            controller,
             _agents: agents,
             _pollers: pollers,
         })

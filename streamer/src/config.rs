@@ -17,6 +17,8 @@
 //! missed_beats = 3
 //! etcd = ["http://127.0.0.1:2379"]  # membership through etcd (feature `etcd`); default in-process
 //! etcd_prefix = "/sluice"
+//! repair_after_ms = 5000          # a copy on a node down this long is made again elsewhere
+//! repair_bytes_per_sec = 50000000 # re-replication rate limit
 //! [auth]                        # access control (see the auth module)
 //! users_file = "users.toml"     # who may log in (streamer users add FILE NAME)
 //! key_file = "STORE/auth.key"   # HMAC key for tokens, nonces, signed URLs (made if missing)
@@ -67,6 +69,8 @@ pub struct Config {
     /// etcd endpoints; empty: in-process membership (one machine).
     pub etcd: Vec<String>,
     pub etcd_prefix: String,
+    pub repair_after_ms: u64,
+    pub repair_bytes_per_sec: u64,
     pub rtsp_session_timeout_secs: u64,
     pub header_timeout_secs: u64,
     pub idle_timeout_secs: u64,
@@ -92,6 +96,8 @@ impl Default for Config {
             missed_beats: 3,
             etcd: Vec::new(),
             etcd_prefix: "/sluice".into(),
+            repair_after_ms: 5000,
+            repair_bytes_per_sec: 50_000_000,
             rtsp_session_timeout_secs: 60,
             header_timeout_secs: 10,
             idle_timeout_secs: 60,

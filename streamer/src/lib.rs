@@ -12,6 +12,7 @@
 //! - [`auth`]: security levels, users, Digest/Basic/bearer credentials, signed URLs.
 //! - [`limits`]: header and idle timeouts, connection and session limits.
 //! - [`metrics`]: counters and histograms behind `/metrics`.
+//! - [`repair`]: re-replication when a copy's node stays down.
 //! - [`demo`]: the embedded default: a small clip installed into an empty store.
 
 pub mod auth;
@@ -24,5 +25,6 @@ pub mod http1;
 pub mod http_auth;
 pub mod limits;
 pub mod metrics;
+pub mod repair;
 pub mod rtsp;
 pub mod send;

@@ -46,6 +46,10 @@ struct Cli {
     /// in-process detector (needs a build with `--features etcd`).
     #[arg(long, value_delimiter = ',')]
     etcd: Vec<String>,
+    /// A copy on a node down this long is made again on another host, milliseconds
+    /// (default 5000).
+    #[arg(long)]
+    repair_after_ms: Option<u64>,
     /// An RTSP session not heard from for this long ends, seconds (default 60).
     #[arg(long)]
     rtsp_session_timeout: Option<u64>,
@@ -182,6 +186,9 @@ fn load_config(cli: &Cli) -> Result<Config> {
     if !cli.etcd.is_empty() {
         cfg.etcd = cli.etcd.clone();
     }
+    if let Some(ms) = cli.repair_after_ms {
+        cfg.repair_after_ms = ms;
+    }
     if let Some(ms) = cli.heartbeat_ms {
         cfg.heartbeat_ms = ms;
     }
@@ -269,6 +276,16 @@ async fn main() -> Result<()> {
     tokio::spawn(auth.clone().watch());
     let cluster = Arc::new(Cluster::start(&cfg.store, &cfg)?);
     let catalog = Arc::new(Catalog::new(&cfg.store, &cluster.topology));
+    tokio::spawn(streamer::repair::run(
+        cluster.clone(),
+        catalog.clone(),
+        cfg.store.clone(),
+        streamer::repair::RepairConfig {
+            after: std::time::Duration::from_millis(cfg.repair_after_ms),
+            bytes_per_sec: cfg.repair_bytes_per_sec.max(1),
+        },
+        cluster.controller.clone(),
+    ));
     let metrics = Arc::new(Metrics::default());
     let rtsp_listener = tokio::net::TcpListener::bind(&cfg.rtsp_listen)
         .await

@@ -3,7 +3,9 @@
 //! lease each in etcd through their heartbeats; a `streamer` watches etcd for node health and
 //! reads from the nodes over HTTP. A storage node killed with SIGKILL stops beating, its lease
 //! expires, etcd deletes its nodes' keys and the streamer marks them down; ffmpeg clients
-//! playing over RTSP (UDP and TCP) and HTTP all play the whole clip through it.
+//! playing over RTSP (UDP and TCP) and HTTP all play the whole clip through it, and the
+//! elected controller copies the content to the third host so that two healthy copies exist
+//! again.
 
 use serde_json::Value;
 use sluice_tests::bin_path::{install_content_cmd, storage_node, workspace_root};
@@ -93,7 +95,7 @@ fn progress_secs(out: &Output) -> f64 {
 }
 
 #[test]
-fn a_storage_node_killed_mid_play_is_detected_through_etcd_and_clients_finish() {
+fn a_storage_node_killed_mid_play_is_detected_through_etcd_clients_finish_and_the_copy_returns() {
     let etcd = LocalEtcd::start().expect("etcd (scripts/ensure-tools installs etcd-server)");
     let (store, addrs) = store();
     let mut nodes: Vec<Server> = HOSTS
@@ -102,7 +104,10 @@ fn a_storage_node_killed_mid_play_is_detected_through_etcd_and_clients_finish() 
         .map(|(h, a)| start_node(store.path(), h, a, &etcd.endpoint))
         .collect();
     let srv = Server::start(
-        server::streamer_command(store.path(), &["--etcd", &etcd.endpoint]),
+        server::streamer_command(
+            store.path(),
+            &["--etcd", &etcd.endpoint, "--repair-after-ms", "1000"],
+        ),
         "streamer: serving ",
     );
     let http = srv.addr;
@@ -221,6 +226,37 @@ fn a_storage_node_killed_mid_play_is_detected_through_etcd_and_clients_finish() 
             .filter(|(_, h, _)| *h != main_host)
             .all(|(_, _, st)| st == "Up"),
         "{r:?}"
+    );
+    // The replica count comes back: the elected controller copies the movie to the third host.
+    let third = HOSTS
+        .iter()
+        .find(|h| !reps.iter().any(|(_, rh, _)| rh == *h))
+        .expect("a host without a copy");
+    let t0 = Instant::now();
+    let restored = loop {
+        let r = replicas(http);
+        let up: Vec<&str> = r
+            .iter()
+            .filter(|(_, _, st)| st == "Up")
+            .map(|(_, h, _)| h.as_str())
+            .collect();
+        if up.len() >= 2 && up.contains(third) {
+            break t0.elapsed();
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "no new copy on {third}: {r:?}\n{}",
+            srv.stdout_lines().join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    eprintln!("a new copy on {third} {restored:?} after the clients finished");
+    let said = srv.stdout_lines().join("\n");
+    assert!(said.contains("re-replicated"), "{said}");
+    let out = process::run(install_content_cmd(store.path()).args(["verify", "movie"]));
+    assert!(
+        out.stdout.contains(&format!("{third}-n1")),
+        "verify does not list the new copy\n{out}"
     );
     drop(nodes.remove(victim));
 }

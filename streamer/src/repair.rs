@@ -1,0 +1,180 @@
+//! Re-replication: a content keeps its configured number of healthy copies (issue 6, item 3).
+//!
+//! Reads fail over at once when a node fails (the replica reader), so viewers never wait for
+//! this; but until a new copy exists, a second failure would leave the content with none.
+//! Every second the controller looks at each content: when fewer of its copies are on healthy
+//! nodes than its manifest asks for, and a copy has been on a down node for longer than
+//! `after` (a node that merely restarts is not worth a full copy), it makes one new copy on
+//! the first healthy host in the content's placement order (weighted rendezvous, as the
+//! installer places; never a host that already holds a copy), reading the files through the
+//! replica reader from the healthy copies (local or remote nodes alike), throttled to
+//! `bytes_per_sec`, into a staging folder that is verified (checksums, index against content)
+//! before it is renamed into place — the installer's own steps, so a copy is never half there.
+//! The catalog then finds the new copy; readers use it after the manifest's replicas.
+//!
+//! One copy at a time, one controller at a time: with etcd, only the elected streamer runs
+//! it (`EtcdMembership::elect`); in one process, the streamer itself. The new copy is written
+//! into the store folder, so this needs the folder shared by the processes, as on one machine
+//! (a node with its own disk elsewhere would need a write API of the storage node).
+
+use crate::catalog::{Catalog, Content};
+use crate::cluster::Cluster;
+use installer::info::MANIFEST_FILE;
+use installer::store::Store;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use storage_device_sim::membership::Health;
+use tokio::sync::watch;
+
+#[derive(Debug, Clone)]
+pub struct RepairConfig {
+    /// How long a copy's node must have been down before a new copy is made.
+    pub after: Duration,
+    /// Copy rate limit, bytes per second.
+    pub bytes_per_sec: u64,
+}
+
+/// Bytes per replica read while copying.
+const CHUNK: usize = 256 << 10;
+
+/// Run the controller until the process ends. `leader`: run only while it says `true`.
+pub async fn run(
+    cluster: Arc<Cluster>,
+    catalog: Arc<Catalog>,
+    store: PathBuf,
+    cfg: RepairConfig,
+    leader: Option<watch::Receiver<bool>>,
+) {
+    let mut down_since: HashMap<String, Instant> = HashMap::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        for (node, _, h) in cluster.membership.snapshot() {
+            if h == Health::Up {
+                down_since.remove(&node);
+            } else {
+                down_since.entry(node).or_insert_with(Instant::now);
+            }
+        }
+        if leader.as_ref().is_some_and(|l| !*l.borrow()) {
+            continue;
+        }
+        catalog.refresh();
+        for c in catalog.all().values() {
+            let Some(target) = needs_copy(&cluster, c, &down_since, cfg.after) else {
+                continue;
+            };
+            match copy(&cluster, &store, c, &target, cfg.bytes_per_sec).await {
+                Ok(()) => tracing::warn!(
+                    id = c.id,
+                    node = target.0,
+                    host = target.1,
+                    "re-replicated: the configured copy count is back"
+                ),
+                Err(e) => {
+                    tracing::error!(id = c.id, node = target.0, error = %e, "re-replication failed")
+                }
+            }
+            // One copy per round: the rate limit holds across contents too.
+            break;
+        }
+    }
+}
+
+/// Where a new copy of `c` should go (node, host), if it needs one now.
+fn needs_copy(
+    cluster: &Cluster,
+    c: &Content,
+    down_since: &HashMap<String, Instant>,
+    after: Duration,
+) -> Option<(String, String)> {
+    let want = c.manifest.replicas.len().max(1);
+    let healthy = c
+        .nodes
+        .iter()
+        .filter(|n| cluster.health(n) == Health::Up)
+        .count();
+    if healthy >= want || healthy == 0 {
+        return None;
+    }
+    let long_down = c
+        .nodes
+        .iter()
+        .any(|n| down_since.get(n).is_some_and(|t| t.elapsed() >= after));
+    let missing = c.nodes.len() < want;
+    if !long_down && !missing {
+        return None;
+    }
+    let topo = &cluster.topology;
+    let holding: Vec<&str> = c
+        .nodes
+        .iter()
+        .filter_map(|n| topo.host_of(n).map(|h| h.name.as_str()))
+        .collect();
+    let order = storage_device_sim::placement::place(topo, &c.id, topo.hosts.len()).ok()?;
+    order
+        .into_iter()
+        .find(|r| !holding.contains(&r.host.as_str()) && cluster.health(&r.node) == Health::Up)
+        .map(|r| (r.node, r.host))
+}
+
+/// Copy every file of `c` from its healthy copies to `target`, verified, then in place.
+async fn copy(
+    cluster: &Cluster,
+    store_root: &Path,
+    c: &Content,
+    target: &(String, String),
+    bytes_per_sec: u64,
+) -> anyhow::Result<()> {
+    let store = Store::open(store_root)?;
+    let staging = store.staging(&c.id)?;
+    let res = async {
+        let mut files: Vec<String> = c.manifest.files.keys().cloned().collect();
+        files.push(MANIFEST_FILE.to_string());
+        let started = Instant::now();
+        let mut moved: u64 = 0;
+        for f in files {
+            let mut reader = cluster.reader(&c.id, &f, &c.nodes);
+            let mut out = Vec::new();
+            loop {
+                let b = reader.read_at(out.len() as u64, CHUNK).await?;
+                if b.is_empty() {
+                    break;
+                }
+                out.extend_from_slice(&b);
+                moved += b.len() as u64;
+                // Throttle: never ahead of the rate.
+                let due = Duration::from_secs_f64(moved as f64 / bytes_per_sec.max(1) as f64);
+                if let Some(wait) = due.checked_sub(started.elapsed()) {
+                    tokio::time::sleep(wait).await;
+                }
+            }
+            let path = staging.join(&f);
+            tokio::task::spawn_blocking(move || std::fs::write(&path, out)).await??;
+        }
+        let (st, id, node, dir) = (
+            store_root.to_path_buf(),
+            c.id.clone(),
+            target.0.clone(),
+            staging.clone(),
+        );
+        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            installer::verify::verify_dir(&dir, &id)
+                .map_err(|r| anyhow::anyhow!("the new copy does not verify: {r}"))?;
+            for f in std::fs::read_dir(&dir)?.flatten() {
+                std::fs::File::open(f.path())?.sync_all()?;
+            }
+            Store::open(&st)?.commit(&dir, &node, &id)?;
+            Ok(())
+        })
+        .await??;
+        Ok(())
+    }
+    .await;
+    if res.is_err() {
+        let _ = std::fs::remove_dir_all(&staging);
+    }
+    res
+}
