@@ -281,6 +281,7 @@ mod tests {
             weight: 1.0,
             nodes: nodes.iter().map(|n| n.to_string()).collect(),
             address: None,
+            egress_bps: None,
         };
         let t = Topology {
             format: STORE_FORMAT.into(),

@@ -152,6 +152,7 @@ mod tests {
             weight,
             nodes: (1..=nodes).map(|i| format!("{name}-n{i}")).collect(),
             address: None,
+            egress_bps: None,
         }
     }
 

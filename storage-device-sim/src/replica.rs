@@ -349,6 +349,7 @@ mod tests {
                 weight: 1.0,
                 nodes: vec![node],
                 address: None,
+                egress_bps: None,
             });
         }
         let topology = Topology {

@@ -26,6 +26,10 @@ pub struct Host {
     /// own process; absent for in-process nodes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
+    /// The host's network egress capacity, bytes per second (load-aware steering keeps new
+    /// sessions off a host at its capacity); absent: unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress_bps: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -46,6 +50,7 @@ impl Topology {
                 weight: 1.0,
                 nodes: vec!["node-1".into(), "node-2".into()],
                 address: None,
+                egress_bps: None,
             }],
         }
     }

@@ -33,6 +33,8 @@ pub struct Cluster {
     /// With etcd: whether this process is the elected controller (re-replication runs only
     /// there); `None` in one process, where it always runs.
     pub controller: Option<tokio::sync::watch::Receiver<bool>>,
+    /// Sessions' reserved egress per host, for steering.
+    pub load: Arc<crate::load::Load>,
     _agents: Vec<HostAgent>,
     _pollers: Vec<RemotePoller>,
 }
@@ -204,6 +206,7 @@ impl Cluster {
             membership,
             read_deadline: Duration::from_millis(cfg.read_deadline_ms.max(1)),
             controller,
+            load: Arc::default(),
             _agents: agents,
             _pollers: pollers,
         })
@@ -211,6 +214,22 @@ impl Cluster {
 
     pub fn health(&self, node: &str) -> Health {
         self.membership.health(node)
+    }
+
+    /// A reader for a new session of `bps` bytes per second: the replicas ordered by
+    /// load-aware steering ([`crate::load`]), and the session's reservation on the chosen
+    /// host (hold it as long as the session lives).
+    pub fn steered_reader(
+        &self,
+        id: &str,
+        file: &str,
+        nodes: &[String],
+        bps: u64,
+    ) -> (ReplicaReader, Option<crate::load::LoadGuard>) {
+        let (order, guard) =
+            self.load
+                .steer(&self.topology, |n| self.membership.health(n), nodes, bps);
+        (self.reader(id, file, &order), guard)
     }
 
     /// A reader of `ID/FILE` over the given replica nodes (main first).

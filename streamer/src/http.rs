@@ -53,6 +53,8 @@ pub struct ContentBody {
     pub end: u64,
     /// Route label for the byte counters.
     pub route: &'static str,
+    /// This response's reservation on the host it reads from (steering).
+    pub _load: Option<crate::load::LoadGuard>,
 }
 
 pub type HttpBody = Body;
@@ -258,7 +260,9 @@ impl Server {
                         (n, h, up)
                     })
                     .collect();
-                let mut r = Response::new(full(self.metrics.render(&nodes)));
+                let text =
+                    self.metrics.render(&nodes) + &self.cluster.load.render(&self.cluster.topology);
+                let mut r = Response::new(full(text));
                 r.headers_mut().insert(
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("text/plain; version=0.0.4"),
@@ -413,11 +417,16 @@ impl Server {
         let body = if req.method == Method::HEAD || start == end {
             full(Bytes::new())
         } else {
+            // A response is a session of the content's bitrate for steering.
+            let (reader, load) =
+                self.cluster
+                    .steered_reader(&c.id, file, &c.nodes, c.manifest.bitrate / 8);
             Body::Content(ContentBody {
-                reader: self.cluster.reader(&c.id, file, &c.nodes),
+                reader,
                 start,
                 end,
                 route,
+                _load: load,
             })
         };
         let mut r = Response::new(body);

@@ -12,6 +12,7 @@
 //! - [`auth`]: security levels, users, Digest/Basic/bearer credentials, signed URLs.
 //! - [`limits`]: header and idle timeouts, connection and session limits.
 //! - [`metrics`]: counters and histograms behind `/metrics`.
+//! - [`load`]: load-aware steering of new sessions among a content's replicas.
 //! - [`repair`]: re-replication when a copy's node stays down.
 //! - [`demo`]: the embedded default: a small clip installed into an empty store.
 
@@ -24,6 +25,7 @@ pub mod http;
 pub mod http1;
 pub mod http_auth;
 pub mod limits;
+pub mod load;
 pub mod metrics;
 pub mod repair;
 pub mod rtsp;

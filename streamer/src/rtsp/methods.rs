@@ -277,11 +277,16 @@ async fn setup(server: &Arc<RtspServer>, conn: &mut Conn, req: &Request) -> Resp
     };
     let (ctl, rx) = mpsc::channel(CONTROL_QUEUE);
     let status = Arc::new(Status::default());
+    let (reader, load) = server.cluster.steered_reader(
+        &content.id,
+        installer::info::CONTENT_TS,
+        &content.nodes,
+        content.manifest.bitrate / 8,
+    );
     let player = Player {
         index,
-        reader: server
-            .cluster
-            .reader(&content.id, installer::info::CONTENT_TS, &content.nodes),
+        reader,
+        _load: load,
         sink,
         ssrc,
         cname: format!("sluice@{}", conn.local.ip()),

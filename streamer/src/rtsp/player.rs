@@ -99,6 +99,8 @@ pub struct Status {
 pub struct Player {
     pub index: Arc<Index>,
     pub reader: ReplicaReader,
+    /// The session's reservation on the host it reads from (steering).
+    pub _load: Option<crate::load::LoadGuard>,
     pub sink: Sink,
     pub ssrc: u32,
     pub cname: String,

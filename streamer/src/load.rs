@@ -1,0 +1,199 @@
+//! Load-aware steering (issue 6, item 5): which replica a new session reads from.
+//!
+//! Each physical host may declare its egress capacity (`egress_bps` in the topology, bytes
+//! per second). Every session — an HTTP response or an RTSP session — reserves its content's
+//! bitrate on the host it starts reading from, for as long as it lives ([`LoadGuard`]); the
+//! sum per host is that host's egress as this server drives it, with the session counts,
+//! published in `/metrics`. Counting reserved bitrates rather than measuring bytes keeps the
+//! choice stable: reads are bursty (a read-ahead fetches seconds of media at once), sessions
+//! are not.
+//!
+//! The choice is bounded-load rendezvous: the healthy replicas in their placement order (so
+//! that, unloaded, every session of a content goes to its main copy and caches stay warm),
+//! taking the first whose host stays under its capacity and holds fewer than
+//! `ceil((1 + ε) × m / n)` of the `m` sessions on the content's `n` healthy hosts (counting this
+//! one; bounded-load consistent hashing); when none qualifies, the one with the most headroom. The other replicas follow in placement order, for failover.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use storage_device_sim::membership::Health;
+use storage_device_sim::topology::Topology;
+
+/// How far above the mean a host may be loaded before sessions go elsewhere.
+const EPSILON: f64 = 0.25;
+
+#[derive(Debug, Default, Clone, Copy)]
+struct HostLoad {
+    /// Reserved egress, bytes per second.
+    bps: u64,
+    sessions: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct Load {
+    hosts: Mutex<HashMap<String, HostLoad>>,
+}
+
+/// A session's reservation on a host; released when dropped.
+#[derive(Debug)]
+pub struct LoadGuard {
+    load: Arc<Load>,
+    host: String,
+    bps: u64,
+}
+
+impl Drop for LoadGuard {
+    fn drop(&mut self) {
+        let mut h = self.load.hosts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(l) = h.get_mut(&self.host) {
+            l.bps = l.bps.saturating_sub(self.bps);
+            l.sessions = l.sessions.saturating_sub(1);
+        }
+    }
+}
+
+impl Load {
+    /// Order `nodes` (a content's replicas, placement order) for a new session of `bps` bytes
+    /// per second, and reserve the load on the first one's host.
+    pub fn steer(
+        self: &Arc<Self>,
+        topology: &Topology,
+        health: impl Fn(&str) -> Health,
+        nodes: &[String],
+        bps: u64,
+    ) -> (Vec<String>, Option<LoadGuard>) {
+        let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
+        let host_of = |n: &str| topology.host_of(n).map(|h| (h.name.clone(), h.egress_bps));
+        let healthy: Vec<(usize, String, Option<u64>)> = nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| health(n) == Health::Up)
+            .filter_map(|(i, n)| host_of(n).map(|(h, cap)| (i, h, cap)))
+            .collect();
+        if healthy.is_empty() {
+            return (nodes.to_vec(), None);
+        }
+        let load = |h: &str| hosts.get(h).map_or(0, |l| l.bps);
+        let count = |h: &str| hosts.get(h).map_or(0, |l| l.sessions);
+        // The bound of bounded-load hashing, in sessions: ceil((1 + ε) × m / n) with m the
+        // sessions on these hosts counting this one.
+        let m = healthy.iter().map(|(_, h, _)| count(h)).sum::<u64>() + 1;
+        let bound = ((1.0 + EPSILON) * m as f64 / healthy.len() as f64).ceil() as u64;
+        let fits =
+            |h: &str, cap: Option<u64>| cap.is_none_or(|c| load(h) + bps <= c) && count(h) < bound;
+        let chosen = healthy
+            .iter()
+            .find(|(_, h, cap)| fits(h, *cap))
+            .or_else(|| {
+                healthy.iter().max_by_key(|(_, h, cap)| {
+                    let used = load(h) as i128;
+                    cap.map_or(i128::MAX / 2 - used, |c| c as i128 - used)
+                })
+            })
+            .map(|(i, h, _)| (*i, h.clone()));
+        let Some((first, host)) = chosen else {
+            return (nodes.to_vec(), None);
+        };
+        let l = hosts.entry(host.clone()).or_default();
+        l.bps += bps;
+        l.sessions += 1;
+        let mut order = vec![nodes[first].clone()];
+        order.extend(
+            nodes
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != first)
+                .map(|(_, n)| n.clone()),
+        );
+        let guard = LoadGuard {
+            load: self.clone(),
+            host,
+            bps,
+        };
+        (order, Some(guard))
+    }
+
+    /// Prometheus text: reserved egress and sessions per host.
+    pub fn render(&self, topology: &Topology) -> String {
+        let hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = String::from(
+            "# HELP sluice_host_egress_bytes_per_second Bitrate of the sessions reading from each host.\n\
+             # TYPE sluice_host_egress_bytes_per_second gauge\n",
+        );
+        let mut sessions = String::from(
+            "# HELP sluice_host_sessions Sessions reading from each host.\n\
+             # TYPE sluice_host_sessions gauge\n",
+        );
+        for h in &topology.hosts {
+            let l = hosts.get(&h.name).copied().unwrap_or_default();
+            s += &format!(
+                "sluice_host_egress_bytes_per_second{{host=\"{}\"}} {}\n",
+                h.name, l.bps
+            );
+            sessions += &format!(
+                "sluice_host_sessions{{host=\"{}\"}} {}\n",
+                h.name, l.sessions
+            );
+        }
+        s + &sessions
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topo(cap_a: Option<u64>) -> Topology {
+        let mut t = Topology::from_json(
+            br#"{"format":"sluice-store","version":1,"hosts":[
+                {"name":"ha","nodes":["a"]},{"name":"hb","nodes":["b"]},{"name":"hc","nodes":["c"]}]}"#,
+        )
+        .unwrap();
+        t.hosts[0].egress_bps = cap_a;
+        t
+    }
+
+    #[test]
+    fn main_first_until_its_cap_or_the_bound_then_elsewhere() {
+        let load = Arc::new(Load::default());
+        let t = topo(Some(250));
+        let nodes = vec!["a".to_string(), "b".to_string()];
+        let up = |_: &str| Health::Up;
+        // Unloaded: the main copy, up to the bound.
+        let (o1, g1) = load.steer(&t, up, &nodes, 100);
+        assert_eq!(o1, ["a", "b"]);
+        let (o2, g2) = load.steer(&t, up, &nodes, 100);
+        assert_eq!(o2[0], "a", "2 of 2 sessions: within ceil(1.25 x 2 / 2)");
+        let (o3, g3) = load.steer(&t, up, &nodes, 100);
+        assert_eq!(
+            o3,
+            ["b", "a"],
+            "a would hold 3 of 3, above ceil(1.25 x 3 / 2) = 2"
+        );
+        let (o4, g4) = load.steer(&t, up, &nodes, 100);
+        assert_eq!(
+            o4[0], "b",
+            "a is within the bound (3) but its cap (250) is full"
+        );
+        drop((g1, g2, g3, g4));
+        // A down main: the sub, reserved there.
+        let (o, g) = load.steer(
+            &t,
+            |n: &str| if n == "a" { Health::Down } else { Health::Up },
+            &nodes,
+            10,
+        );
+        assert_eq!(o[0], "b");
+        assert_eq!(g.as_ref().map(|g| g.host.as_str()), Some("hb"));
+        let text = load.render(&t);
+        assert!(
+            text.contains("sluice_host_sessions{host=\"hb\"} 1"),
+            "{text}"
+        );
+        drop(g);
+        assert!(
+            load.render(&t)
+                .contains("sluice_host_egress_bytes_per_second{host=\"hb\"} 0")
+        );
+    }
+}
