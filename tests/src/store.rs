@@ -72,3 +72,32 @@ pub fn with_content(prefix: &str, src: &Path, id: &str) -> tempfile::TempDir {
     assert!(out.success(), "installing {} failed\n{out}", src.display());
     store
 }
+
+/// A new store (a temp folder named `PREFIX…`) whose `store.json` is `topology`, with `src`
+/// installed as `id` in `replicas` copies by the real `install-content`; and the manifest of
+/// one copy.
+pub fn with_topology(
+    prefix: &str,
+    topology: &serde_json::Value,
+    src: &Path,
+    id: &str,
+    replicas: usize,
+) -> (tempfile::TempDir, serde_json::Value) {
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .expect("tempdir");
+    fs::write(dir.path().join("store.json"), topology.to_string()).expect("write store.json");
+    let out = crate::process::run(
+        crate::bin_path::install_content_cmd(dir.path())
+            .arg("add")
+            .arg(src)
+            .args(["--id", id, "--replicas", &replicas.to_string()]),
+    );
+    assert!(out.success(), "installing {} failed\n{out}", src.display());
+    let copy = copies(dir.path(), id).into_iter().next().expect("a copy");
+    let manifest =
+        serde_json::from_slice(&fs::read(copy.join("manifest.json")).expect("read manifest.json"))
+            .expect("manifest JSON");
+    (dir, manifest)
+}

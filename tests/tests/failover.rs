@@ -8,9 +8,8 @@
 
 use rtsp_proto::message::Method;
 use serde_json::json;
-use sluice_tests::bin_path::{install_content_cmd, workspace_root};
+use sluice_tests::bin_path::workspace_root;
 use sluice_tests::http_client::must_put_json;
-use sluice_tests::process;
 use sluice_tests::rtsp_client::{Client, Packet, payload, sequence_gaps};
 use sluice_tests::server::{self, Server};
 use sluice_tests::store;
@@ -29,31 +28,17 @@ struct Setup {
 }
 
 fn start() -> Setup {
-    let dir = tempfile::Builder::new()
-        .prefix("sluice-failover-")
-        .tempdir()
-        .expect("tempdir");
     let topology = json!({
         "format": "sluice-store",
         "version": 1,
         "hosts": [{"name": "h1", "nodes": ["a1"]}, {"name": "h2", "nodes": ["b1"]}],
     });
-    std::fs::write(dir.path().join("store.json"), topology.to_string()).expect("store.json");
     let src = workspace_root().join("media-fixtures/demo/demo.mp4");
-    let out = process::run(install_content_cmd(dir.path()).arg("add").arg(&src).args([
-        "--id",
-        "demo",
-        "--replicas",
-        "2",
-    ]));
-    assert!(out.success(), "{out}");
+    let (dir, manifest) = store::with_topology("sluice-failover-", &topology, &src, "demo", 2);
     let copy = store::copies(dir.path(), "demo")
         .into_iter()
         .next()
         .expect("a copy");
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(copy.join("manifest.json")).expect("manifest"))
-            .expect("manifest JSON");
     let main = manifest["replicas"][0]["node"]
         .as_str()
         .expect("main node")

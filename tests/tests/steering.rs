@@ -4,9 +4,8 @@
 //! steered to the sub once the main host is at its capacity, and every one plays.
 
 use rtsp_proto::message::Method;
-use serde_json::{Value, json};
-use sluice_tests::bin_path::{install_content_cmd, workspace_root};
-use sluice_tests::process;
+use serde_json::json;
+use sluice_tests::bin_path::workspace_root;
 use sluice_tests::prometheus::{self, Page};
 use sluice_tests::rtsp_client::{Client, sequence_gaps};
 use sluice_tests::server::{self, Server};
@@ -20,10 +19,6 @@ fn metrics(srv: &Server) -> Page {
 
 #[test]
 fn sessions_leave_a_host_at_its_egress_capacity() {
-    let dir = tempfile::Builder::new()
-        .prefix("sluice-steering-")
-        .tempdir()
-        .expect("tempdir");
     let mut topology = json!({
         "format": "sluice-store",
         "version": 1,
@@ -33,22 +28,9 @@ fn sessions_leave_a_host_at_its_egress_capacity() {
             {"name": "h3", "nodes": ["c1"]},
         ],
     });
-    let store_json = dir.path().join("store.json");
-    std::fs::write(&store_json, topology.to_string()).expect("store.json");
     let src = workspace_root().join("media-fixtures/demo/demo.mp4");
-    let out = process::run(install_content_cmd(dir.path()).arg("add").arg(&src).args([
-        "--id",
-        "demo",
-        "--replicas",
-        "2",
-    ]));
-    assert!(out.success(), "{out}");
-    let copy = store::copies(dir.path(), "demo")
-        .into_iter()
-        .next()
-        .expect("a copy");
-    let manifest: Value =
-        serde_json::from_slice(&std::fs::read(copy.join("manifest.json")).unwrap()).unwrap();
+    let (dir, manifest) = store::with_topology("sluice-steering-", &topology, &src, "demo", 2);
+    let store_json = dir.path().join("store.json");
     let main_host = manifest["replicas"][0]["host"]
         .as_str()
         .unwrap()
