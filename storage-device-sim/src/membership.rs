@@ -282,6 +282,7 @@ mod tests {
             nodes: nodes.iter().map(|n| n.to_string()).collect(),
             address: None,
             egress_bps: None,
+            pool: Vec::new(),
         };
         let t = Topology {
             format: STORE_FORMAT.into(),

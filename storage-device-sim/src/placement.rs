@@ -66,7 +66,7 @@ pub fn rank_hosts<'t>(topology: &'t Topology, content_id: &str) -> Vec<&'t Host>
     let mut scored: Vec<(f64, &Host)> = topology
         .hosts
         .iter()
-        .filter(|h| h.weight.is_finite() && h.weight > 0.0 && !h.nodes.is_empty())
+        .filter(|h| h.weight.is_finite() && h.weight > 0.0 && h.placeable().next().is_some())
         .map(|h| (host_score(h, content_id), h))
         .collect();
     scored.sort_by(|(sa, ha), (sb, hb)| sb.total_cmp(sa).then_with(|| ha.name.cmp(&hb.name)));
@@ -78,15 +78,22 @@ pub fn rank_hosts<'t>(topology: &'t Topology, content_id: &str) -> Vec<&'t Host>
 /// host moves only the contents that node wins or held. Panics if the host has no nodes (a
 /// validated topology never has such a host; [`place`] skips them).
 pub fn pick_node<'h>(host: &'h Host, content_id: &str) -> &'h str {
-    host.nodes
-        .iter()
+    rendezvous(host.placeable(), content_id).expect("host has at least one node")
+}
+
+/// The spare (pool) node of `host` for an extra copy of `content_id`, if it has any.
+pub fn pick_spare<'h>(host: &'h Host, content_id: &str) -> Option<&'h str> {
+    rendezvous(host.pool.iter(), content_id)
+}
+
+fn rendezvous<'h>(nodes: impl Iterator<Item = &'h String>, content_id: &str) -> Option<&'h str> {
+    nodes
         .max_by(|a, b| {
             hash64(NODE_TAG, a, content_id)
                 .cmp(&hash64(NODE_TAG, b, content_id))
                 .then_with(|| b.cmp(a))
         })
         .map(String::as_str)
-        .expect("host has at least one node")
 }
 
 /// `host`'s weighted rendezvous score for `content_id`; higher wins.
@@ -153,6 +160,7 @@ mod tests {
             nodes: (1..=nodes).map(|i| format!("{name}-n{i}")).collect(),
             address: None,
             egress_bps: None,
+            pool: Vec::new(),
         }
     }
 
@@ -192,6 +200,48 @@ mod tests {
             *c.entry(m.as_str()).or_default() += 1;
         }
         c
+    }
+
+    /// Spare (pool) nodes never receive a placed replica; a host of spares only is never
+    /// ranked; `pick_spare` finds the spares.
+    #[test]
+    fn pool_nodes_are_never_placed() {
+        let mut a = host("a", 1.0, 3);
+        a.pool = vec!["a-n3".into()];
+        let mut p = host("p", 1.0, 2);
+        p.pool = p.nodes.clone();
+        let t = topo(vec![a, host("b", 1.0, 2), p]);
+        for k in 0..1000 {
+            let id = format!("content-{k}");
+            for r in place(&t, &id, 2).unwrap() {
+                assert!(!t.is_spare(&r.node), "{id} placed on the spare {}", r.node);
+            }
+            assert_eq!(
+                rank_hosts(&t, &id).len(),
+                2,
+                "the spare-only host is ranked"
+            );
+            assert!(place(&t, &id, 3).is_err());
+        }
+        assert_eq!(pick_spare(&t.hosts[0], "x"), Some("a-n3"));
+        assert_eq!(pick_spare(&t.hosts[1], "x"), None);
+        assert!(
+            t.hosts[2]
+                .pool
+                .iter()
+                .any(|n| Some(n.as_str()) == pick_spare(&t.hosts[2], "x"))
+        );
+        let mut bad = host("q", 1.0, 1);
+        bad.pool = vec!["elsewhere".into()];
+        assert!(
+            Topology {
+                format: STORE_FORMAT.into(),
+                version: STORE_VERSION,
+                hosts: vec![bad],
+            }
+            .validate()
+            .is_err()
+        );
     }
 
     #[test]

@@ -350,6 +350,7 @@ mod tests {
                 nodes: vec![node],
                 address: None,
                 egress_bps: None,
+                pool: Vec::new(),
             });
         }
         let topology = Topology {

@@ -30,6 +30,18 @@ pub struct Host {
     /// sessions off a host at its capacity); absent: unlimited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub egress_bps: Option<u64>,
+    /// Nodes of `nodes` held in the spare pool: installs never place a replica there; the
+    /// streamer's controller puts extra copies of hot contents there and takes them back
+    /// when demand cools.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pool: Vec<String>,
+}
+
+impl Host {
+    /// The nodes installs may place replicas on (every node not in the pool).
+    pub fn placeable(&self) -> impl Iterator<Item = &String> {
+        self.nodes.iter().filter(|n| !self.pool.contains(n))
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -51,6 +63,7 @@ impl Topology {
                 nodes: vec!["node-1".into(), "node-2".into()],
                 address: None,
                 egress_bps: None,
+                pool: Vec::new(),
             }],
         }
     }
@@ -71,6 +84,12 @@ impl Topology {
             if !(h.weight.is_finite() && h.weight > 0.0) {
                 return Err(StorageError::Topology(format!(
                     "host {}: weight must be > 0",
+                    h.name
+                )));
+            }
+            if let Some(p) = h.pool.iter().find(|p| !h.nodes.contains(p)) {
+                return Err(StorageError::Topology(format!(
+                    "host {}: pool node {p} is not one of its nodes",
                     h.name
                 )));
             }
@@ -122,6 +141,12 @@ impl Topology {
         self.hosts
             .iter()
             .flat_map(|h| h.nodes.iter().map(String::as_str))
+    }
+
+    /// Whether `node` is a spare in its host's pool.
+    pub fn is_spare(&self, node: &str) -> bool {
+        self.host_of(node)
+            .is_some_and(|h| h.pool.iter().any(|p| p == node))
     }
 
     /// The host a node lives on.

@@ -226,9 +226,13 @@ impl Cluster {
         nodes: &[String],
         bps: u64,
     ) -> (ReplicaReader, Option<crate::load::LoadGuard>) {
-        let (order, guard) =
-            self.load
-                .steer(&self.topology, |n| self.membership.health(n), nodes, bps);
+        let (order, guard) = self.load.steer(
+            &self.topology,
+            |n| self.membership.health(n),
+            id,
+            nodes,
+            bps,
+        );
         (self.reader(id, file, &order), guard)
     }
 

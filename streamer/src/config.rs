@@ -19,6 +19,8 @@
 //! etcd_prefix = "/sluice"
 //! repair_after_ms = 5000          # a copy on a node down this long is made again elsewhere
 //! repair_bytes_per_sec = 50000000 # re-replication rate limit
+//! pool_hot_sessions = 100         # a content this popular gets an extra copy on a pool node
+//! pool_cool_after_ms = 60000      # ... given back after this long below half of that
 //! [auth]                        # access control (see the auth module)
 //! users_file = "users.toml"     # who may log in (streamer users add FILE NAME)
 //! key_file = "STORE/auth.key"   # HMAC key for tokens, nonces, signed URLs (made if missing)
@@ -71,6 +73,8 @@ pub struct Config {
     pub etcd_prefix: String,
     pub repair_after_ms: u64,
     pub repair_bytes_per_sec: u64,
+    pub pool_hot_sessions: u64,
+    pub pool_cool_after_ms: u64,
     pub rtsp_session_timeout_secs: u64,
     pub header_timeout_secs: u64,
     pub idle_timeout_secs: u64,
@@ -98,6 +102,8 @@ impl Default for Config {
             etcd_prefix: "/sluice".into(),
             repair_after_ms: 5000,
             repair_bytes_per_sec: 50_000_000,
+            pool_hot_sessions: 100,
+            pool_cool_after_ms: 60_000,
             rtsp_session_timeout_secs: 60,
             header_timeout_secs: 10,
             idle_timeout_secs: 60,

@@ -32,6 +32,8 @@ struct HostLoad {
 #[derive(Debug, Default)]
 pub struct Load {
     hosts: Mutex<HashMap<String, HostLoad>>,
+    /// Live sessions per content: its demand, for the spare pool (see `repair`).
+    contents: Mutex<HashMap<String, u64>>,
 }
 
 /// A session's reservation on a host; released when dropped.
@@ -39,6 +41,7 @@ pub struct Load {
 pub struct LoadGuard {
     load: Arc<Load>,
     host: String,
+    id: String,
     bps: u64,
 }
 
@@ -48,6 +51,14 @@ impl Drop for LoadGuard {
         if let Some(l) = h.get_mut(&self.host) {
             l.bps = l.bps.saturating_sub(self.bps);
             l.sessions = l.sessions.saturating_sub(1);
+        }
+        drop(h);
+        let mut c = self.load.contents.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = c.get_mut(&self.id) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                c.remove(&self.id);
+            }
         }
     }
 }
@@ -59,6 +70,7 @@ impl Load {
         self: &Arc<Self>,
         topology: &Topology,
         health: impl Fn(&str) -> Health,
+        id: &str,
         nodes: &[String],
         bps: u64,
     ) -> (Vec<String>, Option<LoadGuard>) {
@@ -105,12 +117,30 @@ impl Load {
                 .filter(|(i, _)| *i != first)
                 .map(|(_, n)| n.clone()),
         );
+        drop(hosts);
+        *self
+            .contents
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(id.to_string())
+            .or_default() += 1;
         let guard = LoadGuard {
             load: self.clone(),
             host,
+            id: id.to_string(),
             bps,
         };
         (order, Some(guard))
+    }
+
+    /// Live sessions of content `id`.
+    pub fn sessions_of(&self, id: &str) -> u64 {
+        self.contents
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Prometheus text: reserved egress and sessions per host.
@@ -160,17 +190,17 @@ mod tests {
         let nodes = vec!["a".to_string(), "b".to_string()];
         let up = |_: &str| Health::Up;
         // Unloaded: the main copy, up to the bound.
-        let (o1, g1) = load.steer(&t, up, &nodes, 100);
+        let (o1, g1) = load.steer(&t, up, "x", &nodes, 100);
         assert_eq!(o1, ["a", "b"]);
-        let (o2, g2) = load.steer(&t, up, &nodes, 100);
+        let (o2, g2) = load.steer(&t, up, "x", &nodes, 100);
         assert_eq!(o2[0], "a", "2 of 2 sessions: within ceil(1.25 x 2 / 2)");
-        let (o3, g3) = load.steer(&t, up, &nodes, 100);
+        let (o3, g3) = load.steer(&t, up, "x", &nodes, 100);
         assert_eq!(
             o3,
             ["b", "a"],
             "a would hold 3 of 3, above ceil(1.25 x 3 / 2) = 2"
         );
-        let (o4, g4) = load.steer(&t, up, &nodes, 100);
+        let (o4, g4) = load.steer(&t, up, "x", &nodes, 100);
         assert_eq!(
             o4[0], "b",
             "a is within the bound (3) but its cap (250) is full"
@@ -180,11 +210,13 @@ mod tests {
         let (o, g) = load.steer(
             &t,
             |n: &str| if n == "a" { Health::Down } else { Health::Up },
+            "y",
             &nodes,
             10,
         );
         assert_eq!(o[0], "b");
         assert_eq!(g.as_ref().map(|g| g.host.as_str()), Some("hb"));
+        assert_eq!((load.sessions_of("y"), load.sessions_of("x")), (1, 0));
         let text = load.render(&t);
         assert!(
             text.contains("sluice_host_sessions{host=\"hb\"} 1"),

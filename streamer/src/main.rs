@@ -50,6 +50,14 @@ struct Cli {
     /// (default 5000).
     #[arg(long)]
     repair_after_ms: Option<u64>,
+    /// A content with this many live sessions gets an extra copy on a spare (pool) node
+    /// (default 100).
+    #[arg(long)]
+    pool_hot_sessions: Option<u64>,
+    /// The pool copy is given back after this long below half of that, milliseconds
+    /// (default 60000).
+    #[arg(long)]
+    pool_cool_after_ms: Option<u64>,
     /// An RTSP session not heard from for this long ends, seconds (default 60).
     #[arg(long)]
     rtsp_session_timeout: Option<u64>,
@@ -189,6 +197,12 @@ fn load_config(cli: &Cli) -> Result<Config> {
     if let Some(ms) = cli.repair_after_ms {
         cfg.repair_after_ms = ms;
     }
+    if let Some(n) = cli.pool_hot_sessions {
+        cfg.pool_hot_sessions = n;
+    }
+    if let Some(ms) = cli.pool_cool_after_ms {
+        cfg.pool_cool_after_ms = ms;
+    }
     if let Some(ms) = cli.heartbeat_ms {
         cfg.heartbeat_ms = ms;
     }
@@ -283,6 +297,8 @@ async fn main() -> Result<()> {
         streamer::repair::RepairConfig {
             after: std::time::Duration::from_millis(cfg.repair_after_ms),
             bytes_per_sec: cfg.repair_bytes_per_sec.max(1),
+            hot_sessions: cfg.pool_hot_sessions,
+            cool_after: std::time::Duration::from_millis(cfg.pool_cool_after_ms),
         },
         cluster.controller.clone(),
     ));

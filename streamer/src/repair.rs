@@ -12,6 +12,13 @@
 //! before it is renamed into place — the installer's own steps, so a copy is never half there.
 //! The catalog then finds the new copy; readers use it after the manifest's replicas.
 //!
+//! The spare pool works the same way: a content with `hot_sessions` live sessions or more
+//! gets one extra copy on a spare node (the hosts' `pool` in the topology, where installs never
+//! place anything), on the first healthy host of its placement order holding no copy; steering
+//! then spreads new sessions onto it. When the content has had fewer than half that many
+//! sessions for `cool_after`, the pool copy is taken out of the tree (renamed away, then
+//! deleted); sessions reading it fail over to the other copies, byte-exact.
+//!
 //! One copy at a time, one controller at a time: with etcd, only the elected streamer runs
 //! it (`EtcdMembership::elect`); in one process, the streamer itself. The new copy is written
 //! into the store folder, so this needs the folder shared by the processes, as on one machine
@@ -34,6 +41,11 @@ pub struct RepairConfig {
     pub after: Duration,
     /// Copy rate limit, bytes per second.
     pub bytes_per_sec: u64,
+    /// A content with this many live sessions is hot: it gets an extra copy on a spare node.
+    pub hot_sessions: u64,
+    /// A pool copy is given back after its content has had fewer than half the hot sessions
+    /// for this long.
+    pub cool_after: Duration,
 }
 
 /// Bytes per replica read while copying.
@@ -48,6 +60,7 @@ pub async fn run(
     leader: Option<watch::Receiver<bool>>,
 ) {
     let mut down_since: HashMap<String, Instant> = HashMap::new();
+    let mut cool_since: HashMap<String, Instant> = HashMap::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
@@ -62,7 +75,9 @@ pub async fn run(
             continue;
         }
         catalog.refresh();
-        for c in catalog.all().values() {
+        let all = catalog.all();
+        let mut copied = false;
+        for c in all.values() {
             let Some(target) = needs_copy(&cluster, c, &down_since, cfg.after) else {
                 continue;
             };
@@ -78,9 +93,103 @@ pub async fn run(
                 }
             }
             // One copy per round: the rate limit holds across contents too.
+            copied = true;
             break;
         }
+        for c in all.values() {
+            pool_step(&cluster, &store, c, &cfg, &mut cool_since, &mut copied).await;
+        }
     }
+}
+
+/// The spare pool for one content: an extra copy when it is hot (unless a copy was made this
+/// round already), the extra copy given back when it has cooled.
+async fn pool_step(
+    cluster: &Cluster,
+    store: &Path,
+    c: &Content,
+    cfg: &RepairConfig,
+    cool_since: &mut HashMap<String, Instant>,
+    copied: &mut bool,
+) {
+    let topo = &cluster.topology;
+    let sessions = cluster.load.sessions_of(&c.id);
+    let spares: Vec<&String> = c.nodes.iter().filter(|n| topo.is_spare(n)).collect();
+    if spares.is_empty() {
+        cool_since.remove(&c.id);
+        if sessions < cfg.hot_sessions.max(1) || *copied {
+            return;
+        }
+        let Some(target) = spare_for(cluster, c) else {
+            return;
+        };
+        *copied = true;
+        match copy(cluster, store, c, &target, cfg.bytes_per_sec).await {
+            Ok(()) => tracing::warn!(
+                id = c.id,
+                sessions,
+                node = target.0,
+                host = target.1,
+                "hot content: an extra copy on a pool node"
+            ),
+            Err(e) => tracing::error!(id = c.id, error = %e, "pool copy failed"),
+        }
+        return;
+    }
+    if sessions * 2 >= cfg.hot_sessions.max(1) {
+        cool_since.remove(&c.id);
+        return;
+    }
+    let since = *cool_since.entry(c.id.clone()).or_insert_with(Instant::now);
+    if since.elapsed() < cfg.cool_after {
+        return;
+    }
+    cool_since.remove(&c.id);
+    for node in spares {
+        let path = store.join(node).join(&c.id);
+        let (root, id) = (store.to_path_buf(), c.id.clone());
+        let res = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            Store::open(&root)?.discard(&path, &id)?;
+            Ok(())
+        })
+        .await
+        .map_err(anyhow::Error::from)
+        .and_then(|r| r);
+        match res {
+            Ok(()) => tracing::warn!(
+                id = c.id,
+                node,
+                sessions,
+                "content cooled: its pool copy is given back"
+            ),
+            Err(e) => {
+                tracing::error!(id = c.id, node, error = %e, "giving a pool copy back failed")
+            }
+        }
+    }
+}
+
+/// The hosts that hold a copy of `c` (healthy or not).
+fn hosts_holding<'t>(cluster: &'t Cluster, c: &Content) -> Vec<&'t str> {
+    c.nodes
+        .iter()
+        .filter_map(|n| cluster.topology.host_of(n).map(|h| h.name.as_str()))
+        .collect()
+}
+
+/// A spare node for an extra copy of `c`: on the first healthy host of its placement order
+/// that holds no copy and has a healthy spare (hosts made only of spares come last).
+fn spare_for(cluster: &Cluster, c: &Content) -> Option<(String, String)> {
+    let topo = &cluster.topology;
+    let holding = hosts_holding(cluster, c);
+    storage_device_sim::placement::rank_hosts(topo, &c.id)
+        .into_iter()
+        .chain(topo.hosts.iter().filter(|h| h.placeable().next().is_none()))
+        .filter(|h| !holding.contains(&h.name.as_str()))
+        .find_map(|h| {
+            let spare = storage_device_sim::placement::pick_spare(h, &c.id)?;
+            (cluster.health(spare) == Health::Up).then(|| (spare.to_string(), h.name.clone()))
+        })
 }
 
 /// Where a new copy of `c` should go (node, host), if it needs one now.
@@ -108,16 +217,13 @@ fn needs_copy(
         return None;
     }
     let topo = &cluster.topology;
-    let holding: Vec<&str> = c
-        .nodes
-        .iter()
-        .filter_map(|n| topo.host_of(n).map(|h| h.name.as_str()))
-        .collect();
-    let order = storage_device_sim::placement::place(topo, &c.id, topo.hosts.len()).ok()?;
-    order
+    let holding = hosts_holding(cluster, c);
+    storage_device_sim::placement::rank_hosts(topo, &c.id)
         .into_iter()
-        .find(|r| !holding.contains(&r.host.as_str()) && cluster.health(&r.node) == Health::Up)
-        .map(|r| (r.node, r.host))
+        .filter(|h| !holding.contains(&h.name.as_str()))
+        .map(|h| (storage_device_sim::placement::pick_node(h, &c.id), h))
+        .find(|(n, _)| cluster.health(n) == Health::Up)
+        .map(|(n, h)| (n.to_string(), h.name.clone()))
 }
 
 /// Copy every file of `c` from its healthy copies to `target`, verified, then in place.

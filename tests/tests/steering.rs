@@ -12,6 +12,23 @@ use sluice_tests::server::{self, Server};
 use sluice_tests::{http_client, store};
 use std::time::{Duration, Instant};
 
+/// Every session's packets to its end (BYE), collected side by side.
+fn play_out(
+    sessions: Vec<(Client, rtsp_proto::message::Response)>,
+) -> Vec<(Vec<sluice_tests::rtsp_client::Packet>, bool)> {
+    let runs: Vec<_> = sessions
+        .into_iter()
+        .map(|(mut c, play)| {
+            std::thread::spawn(move || {
+                c.collect_run(&play, Instant::now() + Duration::from_secs(40))
+            })
+        })
+        .collect();
+    runs.into_iter()
+        .map(|r| r.join().expect("client thread"))
+        .collect()
+}
+
 fn metrics(srv: &Server) -> Page {
     let r = http_client::get(srv.addr, "/metrics").expect("GET /metrics");
     prometheus::parse(&r.text()).expect("metrics parse")
@@ -82,16 +99,7 @@ fn sessions_leave_a_host_at_its_egress_capacity() {
         }
         clients.push((c, play));
     }
-    let runs: Vec<_> = clients
-        .into_iter()
-        .map(|(mut c, play)| {
-            std::thread::spawn(move || {
-                c.collect_run(&play, Instant::now() + Duration::from_secs(40))
-            })
-        })
-        .collect();
-    for r in runs {
-        let (p, bye) = r.join().expect("client thread");
+    for (p, bye) in play_out(clients) {
         assert!(
             bye && !p.is_empty(),
             "a steered session did not play to its end"
@@ -111,4 +119,103 @@ fn sessions_leave_a_host_at_its_egress_capacity() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// The spare pool: host `h3` holds only a spare node (installs never place there). Two live
+/// sessions make the clip hot (`--pool-hot-sessions 2`): the controller copies it to the spare
+/// node, verified, and the catalog lists the extra copy, which steering then uses for the next
+/// session. When the sessions are gone for `--pool-cool-after-ms`, the copy is given back.
+#[test]
+fn a_hot_content_gains_a_pool_copy_and_gives_it_back_when_it_cools() {
+    let topology = json!({
+        "format": "sluice-store",
+        "version": 1,
+        "hosts": [
+            {"name": "h1", "nodes": ["a1"]},
+            {"name": "h2", "nodes": ["b1"]},
+            {"name": "h3", "nodes": ["p1"], "pool": ["p1"]},
+        ],
+    });
+    let src = workspace_root().join("media-fixtures/demo/demo.mp4");
+    let (dir, manifest) = store::with_topology("sluice-pool-", &topology, &src, "demo", 2);
+    let placed: Vec<&str> = manifest["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["node"].as_str().unwrap())
+        .collect();
+    assert!(
+        !placed.contains(&"p1"),
+        "an install placed a copy on the spare: {placed:?}"
+    );
+    let srv = Server::start(
+        server::streamer_command(
+            dir.path(),
+            &["--pool-hot-sessions", "2", "--pool-cool-after-ms", "2000"],
+        ),
+        "streamer: serving ",
+    );
+    let rtsp = server::rtsp_address(&srv);
+    let nodes = || -> Vec<String> {
+        let r = http_client::get(srv.addr, "/api/v1/contents/demo").expect("catalog");
+        let v: serde_json::Value = serde_json::from_slice(&r.body).expect("JSON");
+        v["replicas"]
+            .as_array()
+            .expect("replicas")
+            .iter()
+            .map(|r| r["node"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    let wait = |what: &str, pred: &dyn Fn(&[String]) -> bool| {
+        let t0 = Instant::now();
+        loop {
+            let n = nodes();
+            if pred(&n) {
+                return t0.elapsed();
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "{what}: replicas {n:?}\n{}",
+                srv.stdout_lines().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    // Two sessions: hot.
+    let mut sessions = Vec::new();
+    for _ in 0..2 {
+        let mut c = Client::connect(rtsp, "demo").expect("connect");
+        c.setup(true);
+        let url = c.url.clone();
+        let play = c.request(Method::Play, &format!("{url}/"), &[("Range", "npt=0-")]);
+        assert_eq!(play.status, 200);
+        sessions.push((c, play));
+    }
+    let took = wait("no pool copy while hot", &|n| n.iter().any(|x| x == "p1"));
+    eprintln!("pool copy on p1 {took:?} after the content became hot");
+    assert!(dir.path().join("p1/demo/manifest.json").is_file());
+    let out = sluice_tests::process::run(
+        sluice_tests::bin_path::install_content_cmd(dir.path()).args(["verify", "demo"]),
+    );
+    assert!(out.success() && out.stdout.contains("p1"), "{out}");
+    // The two sessions play to the end, then close: the content cools.
+    for (p, bye) in play_out(sessions) {
+        assert!(
+            bye && sequence_gaps(&p) == 0,
+            "a hot session did not play cleanly"
+        );
+    }
+    let took = wait("the pool copy was never given back", &|n| {
+        !n.iter().any(|x| x == "p1")
+    });
+    eprintln!("pool copy given back {took:?} after the sessions ended");
+    assert!(
+        !dir.path().join("p1/demo").exists(),
+        "the pool copy is still on disk"
+    );
+    assert!(
+        srv.stdout_lines()
+            .join("\n")
+            .contains("its pool copy is given back")
+    );
 }
