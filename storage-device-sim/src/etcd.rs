@@ -51,6 +51,7 @@ impl EtcdConfig {
 
 enum Cmd {
     Beat(String, Vec<String>),
+    Publish(String, String),
     Elect {
         name: String,
         value: String,
@@ -62,6 +63,9 @@ enum Cmd {
 pub struct EtcdMembership {
     /// (node, host) in topology order.
     nodes: Vec<(String, String)>,
+    /// What processes published under `PREFIX/registry/` (name → value), refreshed
+    /// twice a second.
+    registry: Arc<Mutex<HashMap<String, String>>>,
     state: Arc<Mutex<HashMap<String, Health>>>,
     events: broadcast::Sender<Change>,
     cmds: mpsc::UnboundedSender<Cmd>,
@@ -94,6 +98,7 @@ impl EtcdMembership {
                 .collect::<HashMap<_, _>>(),
         ));
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let registry = Arc::new(Mutex::new(HashMap::new()));
         let (cmds, cmd_rx) = mpsc::unbounded_channel();
         let (stop, stop_rx) = oneshot::channel();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -103,6 +108,7 @@ impl EtcdMembership {
             state: state.clone(),
             events: events.clone(),
             leases: HashMap::new(),
+            registry: registry.clone(),
         };
         let thread = std::thread::Builder::new()
             .name("etcd".into())
@@ -130,6 +136,7 @@ impl EtcdMembership {
         }
         Ok(Arc::new(EtcdMembership {
             nodes,
+            registry,
             state,
             events,
             cmds,
@@ -149,6 +156,16 @@ impl EtcdMembership {
             leader: tx,
         });
         rx
+    }
+}
+
+impl crate::membership::Registry for EtcdMembership {
+    fn publish(&self, name: &str, value: String) {
+        let _ = self.cmds.send(Cmd::Publish(name.to_string(), value));
+    }
+
+    fn entries(&self) -> HashMap<String, String> {
+        lock(&self.registry).clone()
     }
 }
 
@@ -208,6 +225,7 @@ struct Worker {
     state: Arc<Mutex<HashMap<String, Health>>>,
     events: broadcast::Sender<Change>,
     leases: HashMap<String, HostLease>,
+    registry: Arc<Mutex<HashMap<String, String>>>,
 }
 
 impl Worker {
@@ -299,6 +317,13 @@ impl Worker {
         };
         let _ = ready.send(Ok(()));
         let mut elections = tokio::task::JoinSet::new();
+        let registry_prefix = format!("{}/registry/", self.cfg.prefix);
+        elections.spawn(read_registry(
+            client.clone(),
+            registry_prefix.clone(),
+            self.registry.clone(),
+        ));
+        let mut published: HashMap<String, watch::Sender<String>> = HashMap::new();
         loop {
             tokio::select! {
                 _ = &mut stop => break,
@@ -333,6 +358,16 @@ impl Worker {
                         if let Err(e) = self.beat(&mut client, &host, &nodes).await {
                             tracing::warn!(host, error = %e, "heartbeat to etcd failed");
                             self.leases.remove(&host);
+                        }
+                    }
+                    Some(Cmd::Publish(name, value)) => {
+                        if let Some(tx) = published.get(&name) {
+                            let _ = tx.send(value);
+                        } else {
+                            let (tx, rx) = watch::channel(value);
+                            let key = format!("{registry_prefix}{name}");
+                            elections.spawn(publish(client.clone(), key, rx, self.cfg.ttl_secs));
+                            published.insert(name, tx);
                         }
                     }
                     Some(Cmd::Elect { name, value, leader }) => {
@@ -404,6 +439,73 @@ impl Worker {
             l.listed = now;
         }
         Ok(())
+    }
+}
+
+/// Keep `key` = the latest value of `value` in etcd under a lease of this process's, so that it
+/// vanishes when the process does.
+async fn publish(mut client: Client, key: String, mut value: watch::Receiver<String>, ttl: i64) {
+    loop {
+        let attempt = async {
+            let id = client.lease_grant(ttl, None).await?.id();
+            let (mut keeper, mut answers) = client.lease_keep_alive(id).await?;
+            let period = Duration::from_millis((ttl as u64 * 1000 / 3).max(100));
+            loop {
+                let v = value.borrow_and_update().clone();
+                client
+                    .put(key.as_str(), v, Some(PutOptions::new().with_lease(id)))
+                    .await?;
+                loop {
+                    tokio::select! {
+                        changed = value.changed() => {
+                            if changed.is_err() {
+                                return Ok::<(), etcd_client::Error>(());
+                            }
+                            break;
+                        }
+                        () = tokio::time::sleep(period) => {
+                            keeper.keep_alive().await?;
+                            match answers.message().await? {
+                                Some(a) if a.ttl() > 0 => {}
+                                _ => return Ok(()),
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        if let Err(e) = attempt.await {
+            tracing::warn!(key, error = %e, "publishing to etcd failed");
+        }
+        if value.has_changed().is_err() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Read everything under `prefix` twice a second into `into` (name → value).
+async fn read_registry(
+    mut client: Client,
+    prefix: String,
+    into: Arc<Mutex<HashMap<String, String>>>,
+) {
+    loop {
+        if let Ok(r) = client
+            .get(prefix.as_str(), Some(GetOptions::new().with_prefix()))
+            .await
+        {
+            let now: HashMap<String, String> = r
+                .kvs()
+                .iter()
+                .filter_map(|kv| {
+                    let k = kv.key_str().ok()?.strip_prefix(&prefix)?.to_string();
+                    Some((k, kv.value_str().ok()?.to_string()))
+                })
+                .collect();
+            *lock(&into) = now;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 

@@ -46,6 +46,16 @@ pub trait Membership: Send + Sync + 'static {
     fn snapshot(&self) -> Vec<(String, String, Health)>;
 }
 
+/// Small facts processes share with each other (a streamer's address, the load it puts on
+/// each host): what a process publishes lives as long as the process. Only a distributed
+/// backend has one (etcd); in one process there is no one to tell.
+pub trait Registry: Send + Sync + 'static {
+    /// Set this process's entry `name` to `value`.
+    fn publish(&self, name: &str, value: String);
+    /// Every process's entries: name → value.
+    fn entries(&self) -> std::collections::HashMap<String, String>;
+}
+
 /// How many unread events a subscriber may fall behind before it lags.
 pub const EVENT_CAPACITY: usize = 1024;
 
@@ -245,6 +255,15 @@ impl Membership for InProcessMembership {
             .iter()
             .map(|n| (n.node.clone(), n.host.clone(), n.health))
             .collect()
+    }
+}
+
+/// In one process there is no other process to tell.
+impl Registry for InProcessMembership {
+    fn publish(&self, _: &str, _: String) {}
+
+    fn entries(&self) -> std::collections::HashMap<String, String> {
+        std::collections::HashMap::new()
     }
 }
 

@@ -35,6 +35,8 @@ pub struct Cluster {
     pub controller: Option<tokio::sync::watch::Receiver<bool>>,
     /// Sessions' reserved egress per host, for steering.
     pub load: Arc<crate::load::Load>,
+    /// The other streamers (with etcd), for steering across machines.
+    pub peers: Arc<crate::peers::Peers>,
     _agents: Vec<HostAgent>,
     _pollers: Vec<RemotePoller>,
 }
@@ -147,6 +149,7 @@ impl Cluster {
         }
         let interval = Duration::from_millis(cfg.heartbeat_ms.max(10));
         let mut controller = None;
+        let mut registry: Option<Arc<dyn storage_device_sim::membership::Registry>> = None;
         let (membership, sink, pollers): (Arc<dyn Membership>, Arc<dyn HeartbeatSink>, Vec<_>) =
             if cfg.etcd.is_empty() {
                 let m = InProcessMembership::start(
@@ -176,6 +179,7 @@ impl Cluster {
                 // what the etcd watch says.
                 let (m, elected) = etcd_membership(&topology, cfg, interval)?;
                 controller = Some(elected);
+                registry = Some(m.clone());
                 (m.clone(), m, Vec::new())
             };
         let agents = topology
@@ -199,6 +203,17 @@ impl Cluster {
                 )
             })
             .collect();
+        // The hosts on this machine: as configured, else the ones run in this process.
+        let near: Vec<String> = if cfg.near_hosts.is_empty() {
+            topology
+                .hosts
+                .iter()
+                .filter(|h| h.address.is_none())
+                .map(|h| h.name.clone())
+                .collect()
+        } else {
+            cfg.near_hosts.clone()
+        };
         Ok(Cluster {
             topology,
             devices,
@@ -207,6 +222,7 @@ impl Cluster {
             read_deadline: Duration::from_millis(cfg.read_deadline_ms.max(1)),
             controller,
             load: Arc::default(),
+            peers: Arc::new(crate::peers::Peers::new(registry, near)),
             _agents: agents,
             _pollers: pollers,
         })
@@ -234,6 +250,35 @@ impl Cluster {
             bps,
         );
         (self.reader(id, file, &order), guard)
+    }
+
+    /// The base URL of another streamer a new session of `c` belongs on (its copy would be
+    /// read from a host on that streamer's machine), if any.
+    pub fn redirect(
+        &self,
+        c: &crate::catalog::Content,
+        face: crate::peers::Face,
+    ) -> Option<String> {
+        let bps = c.manifest.bitrate / 8;
+        let host = self
+            .load
+            .peek(&self.topology, |n| self.membership.health(n), &c.nodes, bps)?;
+        if self.peers.is_near(&host) {
+            return None;
+        }
+        // A healthy copy on this machine with room serves just as well: redirect only when
+        // none has, so that two streamers with slightly different views of the load never
+        // send a session back and forth.
+        let room_here = c.nodes.iter().any(|n| {
+            self.membership.health(n) == Health::Up
+                && self.topology.host_of(n).is_some_and(|h| {
+                    self.peers.is_near(&h.name) && self.load.has_room(&self.topology, &h.name, bps)
+                })
+        });
+        if room_here {
+            return None;
+        }
+        self.peers.redirect_for(&host, face)
     }
 
     /// A reader of `ID/FILE` over the given replica nodes (main first).

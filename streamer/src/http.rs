@@ -226,6 +226,15 @@ impl Server {
             if let Err(d) = self.auth.authorize(&access) {
                 return (route, crate::http_auth::denied(self, &d));
             }
+            // A session whose copy is on another streamer's machine belongs there.
+            if let Some(base) = self.cluster.redirect(&content, crate::peers::Face::Http) {
+                let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
+                let mut r = plain(StatusCode::FOUND, "served from another streamer");
+                if let Ok(v) = HeaderValue::from_str(&format!("{base}{target}")) {
+                    r.headers_mut().insert(header::LOCATION, v);
+                }
+                return (route, r);
+            }
             return (route, self.file(req, &content, file, route));
         }
         if path == "/api/v1/tokens" {

@@ -13,6 +13,7 @@
 //! - [`limits`]: header and idle timeouts, connection and session limits.
 //! - [`metrics`]: counters and histograms behind `/metrics`.
 //! - [`load`]: load-aware steering of new sessions among a content's replicas.
+//! - [`peers`]: the other streamers (etcd), and redirects to the one a session belongs on.
 //! - [`repair`]: re-replication when a copy's node stays down.
 //! - [`demo`]: the embedded default: a small clip installed into an empty store.
 
@@ -27,6 +28,7 @@ pub mod http_auth;
 pub mod limits;
 pub mod load;
 pub mod metrics;
+pub mod peers;
 pub mod repair;
 pub mod rtsp;
 pub mod send;

@@ -34,6 +34,9 @@ pub struct Load {
     hosts: Mutex<HashMap<String, HostLoad>>,
     /// Live sessions per content: its demand, for the spare pool (see `repair`).
     contents: Mutex<HashMap<String, u64>>,
+    /// Other streamers' reservations per host (bytes per second, sessions), from
+    /// [`crate::peers`].
+    remote: Mutex<HashMap<String, (u64, u64)>>,
 }
 
 /// A session's reservation on a host; released when dropped.
@@ -64,6 +67,100 @@ impl Drop for LoadGuard {
 }
 
 impl Load {
+    /// The index in `nodes` of the replica a new session of `bps` bytes per second should
+    /// read, and its host (see the module doc); `None` when no replica is healthy.
+    fn choose(
+        &self,
+        hosts: &HashMap<String, HostLoad>,
+        topology: &Topology,
+        health: impl Fn(&str) -> Health,
+        nodes: &[String],
+        bps: u64,
+    ) -> Option<(usize, String)> {
+        let remote = self.remote.lock().unwrap_or_else(|e| e.into_inner());
+        let host_of = |n: &str| topology.host_of(n).map(|h| (h.name.clone(), h.egress_bps));
+        let healthy: Vec<(usize, String, Option<u64>)> = nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| health(n) == Health::Up)
+            .filter_map(|(i, n)| host_of(n).map(|(h, cap)| (i, h, cap)))
+            .collect();
+        let load = |h: &str| hosts.get(h).map_or(0, |l| l.bps) + remote.get(h).map_or(0, |r| r.0);
+        let count =
+            |h: &str| hosts.get(h).map_or(0, |l| l.sessions) + remote.get(h).map_or(0, |r| r.1);
+        // The bound of bounded-load hashing, in sessions: ceil((1 + ε) × m / n) with m the
+        // sessions on these hosts counting this one.
+        let m = healthy.iter().map(|(_, h, _)| count(h)).sum::<u64>() + 1;
+        let bound = ((1.0 + EPSILON) * m as f64 / healthy.len().max(1) as f64).ceil() as u64;
+        let fits =
+            |h: &str, cap: Option<u64>| cap.is_none_or(|c| load(h) + bps <= c) && count(h) < bound;
+        healthy
+            .iter()
+            .find(|(_, h, cap)| fits(h, *cap))
+            .or_else(|| {
+                healthy.iter().max_by_key(|(_, h, cap)| {
+                    let used = load(h) as i128;
+                    cap.map_or(i128::MAX / 2 - used, |c| c as i128 - used)
+                })
+            })
+            .map(|(i, h, _)| (*i, h.clone()))
+    }
+
+    /// The host a new session of `bps` would read from, without reserving anything (to
+    /// decide whether it belongs on another streamer).
+    pub fn peek(
+        &self,
+        topology: &Topology,
+        health: impl Fn(&str) -> Health,
+        nodes: &[String],
+        bps: u64,
+    ) -> Option<String> {
+        let hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
+        self.choose(&hosts, topology, health, nodes, bps)
+            .map(|(_, h)| h)
+    }
+
+    /// Whether `host` can take `bps` more within its egress capacity (counting every
+    /// streamer's reservations).
+    pub fn has_room(&self, topology: &Topology, host: &str, bps: u64) -> bool {
+        let Some(cap) = topology
+            .hosts
+            .iter()
+            .find(|h| h.name == host)
+            .map(|h| h.egress_bps)
+        else {
+            return false;
+        };
+        let local = self
+            .hosts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(host)
+            .map_or(0, |l| l.bps);
+        let remote = self
+            .remote
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(host)
+            .map_or(0, |r| r.0);
+        cap.is_none_or(|c| local + remote + bps <= c)
+    }
+
+    /// This streamer's reservations per host: (bytes per second, sessions).
+    pub fn local(&self) -> HashMap<String, (u64, u64)> {
+        self.hosts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(h, l)| (h.clone(), (l.bps, l.sessions)))
+            .collect()
+    }
+
+    /// The other streamers' reservations per host.
+    pub fn set_remote(&self, remote: HashMap<String, (u64, u64)>) {
+        *self.remote.lock().unwrap_or_else(|e| e.into_inner()) = remote;
+    }
+
     /// Order `nodes` (a content's replicas, placement order) for a new session of `bps` bytes
     /// per second, and reserve the load on the first one's host.
     pub fn steer(
@@ -75,34 +172,7 @@ impl Load {
         bps: u64,
     ) -> (Vec<String>, Option<LoadGuard>) {
         let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
-        let host_of = |n: &str| topology.host_of(n).map(|h| (h.name.clone(), h.egress_bps));
-        let healthy: Vec<(usize, String, Option<u64>)> = nodes
-            .iter()
-            .enumerate()
-            .filter(|(_, n)| health(n) == Health::Up)
-            .filter_map(|(i, n)| host_of(n).map(|(h, cap)| (i, h, cap)))
-            .collect();
-        if healthy.is_empty() {
-            return (nodes.to_vec(), None);
-        }
-        let load = |h: &str| hosts.get(h).map_or(0, |l| l.bps);
-        let count = |h: &str| hosts.get(h).map_or(0, |l| l.sessions);
-        // The bound of bounded-load hashing, in sessions: ceil((1 + ε) × m / n) with m the
-        // sessions on these hosts counting this one.
-        let m = healthy.iter().map(|(_, h, _)| count(h)).sum::<u64>() + 1;
-        let bound = ((1.0 + EPSILON) * m as f64 / healthy.len() as f64).ceil() as u64;
-        let fits =
-            |h: &str, cap: Option<u64>| cap.is_none_or(|c| load(h) + bps <= c) && count(h) < bound;
-        let chosen = healthy
-            .iter()
-            .find(|(_, h, cap)| fits(h, *cap))
-            .or_else(|| {
-                healthy.iter().max_by_key(|(_, h, cap)| {
-                    let used = load(h) as i128;
-                    cap.map_or(i128::MAX / 2 - used, |c| c as i128 - used)
-                })
-            })
-            .map(|(i, h, _)| (*i, h.clone()));
+        let chosen = self.choose(&hosts, topology, health, nodes, bps);
         let Some((first, host)) = chosen else {
             return (nodes.to_vec(), None);
         };

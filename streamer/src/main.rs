@@ -50,6 +50,10 @@ struct Cli {
     /// (default 5000).
     #[arg(long)]
     repair_after_ms: Option<u64>,
+    /// Storage hosts on this machine (comma-separated; default: the in-process ones): with
+    /// etcd, a session whose copy is on a host near another streamer is redirected there.
+    #[arg(long, value_delimiter = ',')]
+    near_hosts: Vec<String>,
     /// A content with this many live sessions gets an extra copy on a spare (pool) node
     /// (default 100).
     #[arg(long)]
@@ -193,6 +197,9 @@ fn load_config(cli: &Cli) -> Result<Config> {
     }
     if !cli.etcd.is_empty() {
         cfg.etcd = cli.etcd.clone();
+    }
+    if !cli.near_hosts.is_empty() {
+        cfg.near_hosts = cli.near_hosts.clone();
     }
     if let Some(ms) = cli.repair_after_ms {
         cfg.repair_after_ms = ms;
@@ -350,6 +357,10 @@ async fn main() -> Result<()> {
         println!("    vlc http://{shown}/content/{}/index.m3u8", c.id);
     }
     println!("  catalog: http://{shown}/api/v1/contents   metrics: http://{shown}/metrics");
+    cluster
+        .peers
+        .set_me(format!("http://{shown}"), format!("rtsp://{rtsp_shown}"));
+    tokio::spawn(cluster.peers.clone().run(cluster.load.clone()));
     let server = Arc::new(Server {
         chunk: cfg.device.buffer_size,
         cluster,

@@ -101,3 +101,28 @@ pub fn with_topology(
             .expect("manifest JSON");
     (dir, manifest)
 }
+
+/// Give the host of `manifest`'s main copy room for one session and a half of the content
+/// (`egress_bps` = 1.5 × its bitrate) in `topology`, written to the store's `store.json`;
+/// the main and sub copies' hosts.
+pub fn limit_main_host(
+    store: &Path,
+    topology: &mut serde_json::Value,
+    manifest: &serde_json::Value,
+) -> (String, String) {
+    let host = |k: usize| {
+        manifest["replicas"][k]["host"]
+            .as_str()
+            .expect("a replica's host")
+            .to_string()
+    };
+    let (main, sub) = (host(0), host(1));
+    let bytes_per_sec = manifest["bitrate"].as_u64().expect("bitrate") / 8;
+    for h in topology["hosts"].as_array_mut().expect("hosts") {
+        if h["name"] == main.as_str() {
+            h["egress_bps"] = serde_json::json!(bytes_per_sec * 3 / 2);
+        }
+    }
+    fs::write(store.join("store.json"), topology.to_string()).expect("write store.json");
+    (main, sub)
+}

@@ -260,3 +260,101 @@ fn a_storage_node_killed_mid_play_is_detected_through_etcd_clients_finish_and_th
     );
     drop(nodes.remove(victim));
 }
+
+/// Steering across machines: two streamers, each near one storage host (`--near-hosts`),
+/// the movie on both hosts, the main copy's host able to carry about one session. A first
+/// session at the streamer near the main copy reads it there; the next one, with the main host
+/// at capacity, belongs near the sub copy: that streamer answers DESCRIBE with `302` to the
+/// other streamer (ffprobe follows it and plays), and an HTTP request with `302` too.
+#[test]
+fn sessions_are_redirected_to_the_streamer_near_the_copy_with_room() {
+    let etcd = LocalEtcd::start().expect("etcd (scripts/ensure-tools installs etcd-server)");
+    let addrs: Vec<String> = (0..2)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
+    let mut topology = serde_json::json!({"format": "sluice-store", "version": 1, "hosts": [
+        {"name": "host-1", "nodes": ["host-1-n1"], "address": addrs[0]},
+        {"name": "host-2", "nodes": ["host-2-n1"], "address": addrs[1]},
+    ]});
+    let src = workspace_root().join("media-fixtures/demo/demo.mp4");
+    let (store, manifest) =
+        sluice_tests::store::with_topology("sluice-steer-", &topology, &src, "movie", 2);
+    let (main_host, sub_host) =
+        sluice_tests::store::limit_main_host(store.path(), &mut topology, &manifest);
+    let _nodes: Vec<Server> = ["host-1", "host-2"]
+        .iter()
+        .zip(&addrs)
+        .map(|(h, a)| start_node(store.path(), h, a, &etcd.endpoint))
+        .collect();
+    let streamer = |near: &str| {
+        Server::start(
+            server::streamer_command(
+                store.path(),
+                &["--etcd", &etcd.endpoint, "--near-hosts", near],
+            ),
+            "streamer: serving ",
+        )
+    };
+    let a = streamer(&main_host);
+    let b = streamer(&sub_host);
+    let (a_rtsp, b_rtsp) = (server::rtsp_address(&a), server::rtsp_address(&b));
+    // The first session at A reads the main copy, on A's machine.
+    let mut first = sluice_tests::rtsp_client::Client::connect(a_rtsp, "movie").expect("connect");
+    first.setup(true);
+    let url = first.url.clone();
+    let play = first.request(
+        rtsp_proto::message::Method::Play,
+        &format!("{url}/"),
+        &[("Range", "npt=0-")],
+    );
+    assert_eq!(play.status, 200);
+    // The next one belongs near the sub: A redirects it to B (once A has heard of B).
+    let t0 = Instant::now();
+    let location = loop {
+        let mut c = sluice_tests::rtsp_client::Client::connect(a_rtsp, "movie").expect("connect");
+        let r = c.request(
+            rtsp_proto::message::Method::Describe,
+            &format!("rtsp://{a_rtsp}/movie"),
+            &[("Accept", "application/sdp")],
+        );
+        if r.status == 302 {
+            break r.headers.get("Location").expect("Location").to_string();
+        }
+        assert_eq!(r.status, 200, "{r:?}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "A never redirected a session to B"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(location, format!("rtsp://{b_rtsp}/movie"));
+    // ffprobe follows the redirect and reads the stream from B.
+    let out = process::run(
+        Command::new(need("ffprobe"))
+            .args(["-v", "error", "-show_entries", "format=duration", "-of"])
+            .args(["default=nw=1:nk=1"])
+            .arg(format!("rtsp://{a_rtsp}/movie")),
+    );
+    assert!(
+        out.success() && out.stdout.trim().starts_with("12"),
+        "ffprobe through the redirect\n{out}"
+    );
+    // HTTP too.
+    let r = sluice_tests::http_client::get(a.addr, "/content/movie.ts").expect("GET");
+    assert_eq!(r.status, 302, "{}", r.text());
+    assert_eq!(
+        r.header("location"),
+        Some(format!("http://{}/content/movie.ts", b.addr).as_str())
+    );
+    let out = process::run(
+        Command::new(need("ffprobe"))
+            .args(["-v", "error", "-show_entries", "format=duration", "-of"])
+            .args(["default=nw=1:nk=1"])
+            .arg(format!("http://{}/content/movie.ts", a.addr)),
+    );
+    assert!(out.success(), "ffprobe through the HTTP redirect\n{out}");
+    // B, near the sub copy with room, serves what it is sent.
+    let r = sluice_tests::http_client::get(b.addr, "/content/movie/index.m3u8").expect("GET");
+    assert_eq!(r.status, 200);
+    drop(first);
+}

@@ -47,23 +47,8 @@ fn sessions_leave_a_host_at_its_egress_capacity() {
     });
     let src = workspace_root().join("media-fixtures/demo/demo.mp4");
     let (dir, manifest) = store::with_topology("sluice-steering-", &topology, &src, "demo", 2);
-    let store_json = dir.path().join("store.json");
-    let main_host = manifest["replicas"][0]["host"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let sub_host = manifest["replicas"][1]["host"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let bytes_per_sec = manifest["bitrate"].as_u64().unwrap() / 8;
     // The main host can carry one session and a half.
-    for h in topology["hosts"].as_array_mut().unwrap() {
-        if h["name"] == main_host.as_str() {
-            h["egress_bps"] = json!(bytes_per_sec * 3 / 2);
-        }
-    }
-    std::fs::write(&store_json, topology.to_string()).expect("store.json");
+    let (main_host, sub_host) = store::limit_main_host(dir.path(), &mut topology, &manifest);
     let srv = Server::start(
         server::streamer_command(dir.path(), &[]),
         "streamer: serving ",

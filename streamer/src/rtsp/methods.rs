@@ -167,6 +167,12 @@ fn describe(server: &RtspServer, conn: &Conn, req: &Request) -> Response {
     let Some(c) = server.catalog.get(id) else {
         return Response::new(404);
     };
+    // A session whose copy is on another streamer's machine belongs there.
+    if let Some(base) = server.cluster.redirect(&c, crate::peers::Face::Rtsp) {
+        let path = url::path_and_query(&req.uri);
+        tracing::info!(id, to = %base, "DESCRIBE redirected to the streamer near the copy");
+        return Response::new(302).header("Location", format!("{base}{path}"));
+    }
     let addr = conn.local.ip().to_string();
     let sdp = Description {
         session_id: server.epoch.elapsed().as_secs() ^ crc(id),

@@ -51,6 +51,19 @@ pub fn target(uri: &str) -> Result<Option<Target>, http_proto::Error> {
     }))
 }
 
+/// The path (and query) of an RTSP request URI: what follows `rtsp://HOST[:PORT]`.
+pub fn path_and_query(uri: &str) -> &str {
+    let rest = ["rtsp://", "rtsps://"].iter().find_map(|s| {
+        uri.get(..s.len())
+            .filter(|p| p.eq_ignore_ascii_case(s))
+            .map(|_| &uri[s.len()..])
+    });
+    match rest {
+        Some(r) => r.find('/').map_or("/", |i| &r[i..]),
+        None => uri,
+    }
+}
+
 /// The `Content-Base` for a DESCRIBE of `uri`: the URI without query, ending in `/`.
 pub fn content_base(uri: &str) -> String {
     let base = uri.split(['?', '#']).next().unwrap_or(uri);
@@ -104,6 +117,9 @@ mod tests {
         assert_eq!(t.signed.map(|s| s.expires), Some(99));
         assert!(target("rtsp://h/s/99/short/demo").is_err());
         assert_eq!(content_base("rtsp://h/demo?x"), "rtsp://h/demo/");
+        assert_eq!(path_and_query("rtsp://h:1/s/1/ab/demo?x"), "/s/1/ab/demo?x");
+        assert_eq!(path_and_query("RTSP://h"), "/");
+        assert_eq!(path_and_query("/demo"), "/demo");
         assert_eq!(content_base("rtsp://h/demo/"), "rtsp://h/demo/");
     }
 }
