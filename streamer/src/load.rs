@@ -11,8 +11,9 @@
 //! The choice is bounded-load rendezvous: the healthy replicas in their placement order (so
 //! that, unloaded, every session of a content goes to its main copy and caches stay warm),
 //! taking the first whose host stays under its capacity and holds fewer than
-//! `ceil((1 + ε) × m / n)` of the `m` sessions on the content's `n` healthy hosts (counting this
-//! one; bounded-load consistent hashing); when none qualifies, the one with the most headroom. The other replicas follow in placement order, for failover.
+//! `ceil((1 + ε) × m / n)` sessions, `m` being all sessions counting this one and `n` the hosts
+//! (bounded-load consistent hashing); when none qualifies, the one with the most headroom
+//! (least loaded when no capacity is declared). The other replicas follow in placement order, for failover.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -89,9 +90,11 @@ impl Load {
         let count =
             |h: &str| hosts.get(h).map_or(0, |l| l.sessions) + remote.get(h).map_or(0, |r| r.1);
         // The bound of bounded-load hashing, in sessions: ceil((1 + ε) × m / n) with m the
-        // sessions on these hosts counting this one.
-        let m = healthy.iter().map(|(_, h, _)| count(h)).sum::<u64>() + 1;
-        let bound = ((1.0 + EPSILON) * m as f64 / healthy.len().max(1) as f64).ceil() as u64;
+        // sessions on every host counting this one, n the hosts.
+        let all: std::collections::HashSet<&String> = hosts.keys().chain(remote.keys()).collect();
+        let m = all.iter().map(|h| count(h)).sum::<u64>() + 1;
+        let n = topology.hosts.len().max(1);
+        let bound = ((1.0 + EPSILON) * m as f64 / n as f64).ceil() as u64;
         let fits =
             |h: &str, cap: Option<u64>| cap.is_none_or(|c| load(h) + bps <= c) && count(h) < bound;
         healthy
@@ -259,23 +262,31 @@ mod tests {
         let t = topo(Some(250));
         let nodes = vec!["a".to_string(), "b".to_string()];
         let up = |_: &str| Health::Up;
-        // Unloaded: the main copy, up to the bound.
+        // Unloaded: the main copy, up to the bound ceil(1.25 m / 3).
         let (o1, g1) = load.steer(&t, up, "x", &nodes, 100);
         assert_eq!(o1, ["a", "b"]);
         let (o2, g2) = load.steer(&t, up, "x", &nodes, 100);
-        assert_eq!(o2[0], "a", "2 of 2 sessions: within ceil(1.25 x 2 / 2)");
+        assert_eq!(
+            o2,
+            ["b", "a"],
+            "a would hold 2 of 2: above ceil(1.25 x 2 / 3) = 1"
+        );
+        // Sessions of another content on c raise the bound.
+        let other = vec!["c".to_string()];
+        let g_c: Vec<_> = (0..4)
+            .map(|_| load.steer(&t, up, "y", &other, 1).1)
+            .collect();
         let (o3, g3) = load.steer(&t, up, "x", &nodes, 100);
         assert_eq!(
-            o3,
-            ["b", "a"],
-            "a would hold 3 of 3, above ceil(1.25 x 3 / 2) = 2"
+            o3[0], "a",
+            "7 sessions: bound ceil(1.25 x 7 / 3) = 3, a holds 1"
         );
         let (o4, g4) = load.steer(&t, up, "x", &nodes, 100);
         assert_eq!(
             o4[0], "b",
-            "a is within the bound (3) but its cap (250) is full"
+            "a is within the bound but its cap (250) is full"
         );
-        drop((g1, g2, g3, g4));
+        drop((g1, g2, g3, g4, g_c));
         // A down main: the sub, reserved there.
         let (o, g) = load.steer(
             &t,
