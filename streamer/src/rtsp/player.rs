@@ -31,8 +31,15 @@ use tokio::time::sleep_until;
 
 /// Bytes per storage read.
 const READ_LEN: usize = 64 * 1024;
-/// Read more when fewer bytes than this wait in the pacer.
+/// Read more when fewer bytes than this wait in the pacer, or less than [`READ_AHEAD`] of
+/// media, whichever is more.
 const LOW_WATER: usize = 64 * 1024;
+/// Media kept buffered ahead of the pacer (with the lane's [`HORIZON`] on top): more than the
+/// replica reader's default deadline (500 ms), so that a read which stalls and fails over to
+/// the next replica is over before the viewer runs dry (`benches/src/bin/failover_gap.rs`:
+/// at 4 Mbit/s, a stalled main node cost a ~300 ms pause with 64 KiB of read-ahead; none with
+/// this). Memory: 4 Mbit/s × 600 ms = 300 KB per session.
+const READ_AHEAD: Duration = Duration::from_millis(600);
 /// Further behind the schedule than this (a stall, a failover), restart the schedule from now
 /// instead of bursting to catch up.
 const MAX_LATE: Duration = Duration::from_millis(300);
@@ -151,6 +158,9 @@ async fn read_span(
 
 struct Run {
     p: Player,
+    /// Bytes the pacer keeps buffered before the next read: [`LOW_WATER`] or
+    /// [`READ_AHEAD`] of media at the content's bitrate, whichever is more.
+    low_water: usize,
     reader: Option<ReplicaReader>,
     inflight: Option<Read>,
     mode: Mode,
@@ -185,12 +195,20 @@ impl Player {
     /// Runs until the command channel closes (TEARDOWN, timeout, connection gone).
     pub async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         let size = self.index.content_size;
+        let secs = self.index.duration_90k as f64 / 90_000.0;
+        let low_water = if secs > 0.0 {
+            ((size as f64 / secs) * READ_AHEAD.as_secs_f64()) as usize
+        } else {
+            0
+        }
+        .clamp(LOW_WATER, 4 << 20);
         let reader = std::mem::replace(
             &mut self.reader,
             ReplicaReader::new(String::new(), Vec::new(), None, Duration::from_secs(1)),
         );
         let now = Instant::now();
         let mut r = Run {
+            low_water,
             reader: Some(reader),
             inflight: None,
             mode: Mode::Idle,
@@ -322,7 +340,7 @@ impl Run {
         // keyframe between two PCRs can exceed the low-water mark).
         if !self.playing
             || self.inflight.is_some()
-            || (self.pacer.pending() >= LOW_WATER && !self.starved)
+            || (self.pacer.pending() >= self.low_water && !self.starved)
         {
             return;
         }
