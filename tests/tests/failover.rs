@@ -169,3 +169,59 @@ fn control_requests_during_failover_are_applied_in_order() {
         "the resumed bytes are not the file's tail"
     );
 }
+
+/// Requests pipelined in one write while the session's main node stalls — PAUSE, PLAY with a
+/// seek, PLAY with `Scale: 2`, TEARDOWN — are all answered, in order, each applied: the seek's
+/// `Range`, the granted `Scale`, and the session gone after TEARDOWN.
+#[test]
+fn pipelined_control_requests_during_a_stall_are_answered_in_order() {
+    let s = start();
+    let mut c = Client::connect(s.rtsp, "demo").expect("connect");
+    c.setup(true);
+    let url = c.url.clone();
+    let play = c.request(Method::Play, &format!("{url}/"), &[("Range", "npt=0-")]);
+    assert_eq!(play.status, 200);
+    let _ = c.collect(Instant::now() + Duration::from_millis(1000));
+    knobs(&s, json!({"stalled": true}));
+    let session = c.session.clone().expect("session");
+    let base = format!("{url}/");
+    let requests = [
+        (Method::Pause, vec![]),
+        (Method::Play, vec![("Range", "npt=6.5-")]),
+        (Method::Play, vec![("Scale", "2")]),
+        (Method::Teardown, vec![]),
+    ];
+    let mut bytes = Vec::new();
+    for (k, (m, headers)) in requests.iter().enumerate() {
+        let mut r = rtsp_proto::message::Request::new(m.clone(), base.as_str())
+            .header("CSeq", (100 + k).to_string())
+            .header("Session", session.clone());
+        for (n, v) in headers {
+            r = r.header(*n, *v);
+        }
+        r.serialize(&mut bytes);
+    }
+    c.send_raw(&bytes).expect("send the pipelined requests");
+    let replies: Vec<_> = (0..requests.len())
+        .map(|_| c.reply().expect("a reply to each pipelined request"))
+        .collect();
+    let cseqs: Vec<Option<u32>> = replies.iter().map(|r| r.cseq()).collect();
+    assert_eq!(
+        cseqs,
+        [Some(100), Some(101), Some(102), Some(103)],
+        "{replies:?}"
+    );
+    assert!(replies.iter().all(|r| r.status == 200), "{replies:?}");
+    let range = replies[1].headers.get("Range").unwrap_or("");
+    assert!(range.starts_with("npt=6"), "the seek landed at {range}");
+    assert_eq!(
+        replies[2].headers.get("Scale"),
+        Some("2"),
+        "{:?}",
+        replies[2]
+    );
+    // The session is gone: a request naming it is refused.
+    c.session = Some(session);
+    let after = c.request(Method::GetParameter, &base, &[]);
+    assert_eq!(after.status, 454, "the session outlived its TEARDOWN");
+}
