@@ -141,19 +141,25 @@ fn rtsp_plays_through_a_node_returning_errors() {
     plays_through(json!({"eio": [{"start": 0, "end": 1u64 << 40}]}));
 }
 
+/// A TCP session that has played for a second, then its main node stalls.
+fn playing_then_stalled(s: &Setup) -> (Client, String) {
+    let mut c = Client::connect(s.rtsp, "demo").expect("connect");
+    c.setup(true);
+    let url = c.url.clone();
+    let play = c.request(Method::Play, &format!("{url}/"), &[("Range", "npt=0-")]);
+    assert_eq!(play.status, 200);
+    let _ = c.collect(Instant::now() + Duration::from_millis(1000));
+    knobs(s, json!({"stalled": true}));
+    (c, url)
+}
+
 /// Control requests sent while the main node stalls (the session's next read waits for the
 /// read deadline, then moves to the sub): PAUSE and a PLAY that seeks are answered in order,
 /// and the stream resumes at the keyframe the seek asked for.
 #[test]
 fn control_requests_during_failover_are_applied_in_order() {
     let s = start();
-    let mut c = Client::connect(s.rtsp, "demo").expect("connect");
-    c.setup(true);
-    let url = c.url.clone();
-    let play = c.request(Method::Play, &format!("{url}/"), &[("Range", "npt=0-")]);
-    assert_eq!(play.status, 200);
-    let _ = c.collect(Instant::now() + Duration::from_millis(1500));
-    knobs(&s, json!({"stalled": true}));
+    let (mut c, url) = playing_then_stalled(&s);
     let pause = c.request(Method::Pause, &format!("{url}/"), &[]);
     assert_eq!(pause.status, 200, "PAUSE during the stall: {pause:?}");
     let seek = c.request(Method::Play, &format!("{url}/"), &[("Range", "npt=8.5-")]);
@@ -176,13 +182,7 @@ fn control_requests_during_failover_are_applied_in_order() {
 #[test]
 fn pipelined_control_requests_during_a_stall_are_answered_in_order() {
     let s = start();
-    let mut c = Client::connect(s.rtsp, "demo").expect("connect");
-    c.setup(true);
-    let url = c.url.clone();
-    let play = c.request(Method::Play, &format!("{url}/"), &[("Range", "npt=0-")]);
-    assert_eq!(play.status, 200);
-    let _ = c.collect(Instant::now() + Duration::from_millis(1000));
-    knobs(&s, json!({"stalled": true}));
+    let (mut c, url) = playing_then_stalled(&s);
     let session = c.session.clone().expect("session");
     let base = format!("{url}/");
     let requests = [
