@@ -273,8 +273,15 @@ async fn main() -> Result<()> {
     let mut cfg = load_config(&cli)?;
     let open_files = raise_fd_limit();
     let mut limits = cfg.limits();
+    let asked = limits.max_connections;
     if let Some(said) = open_files.and_then(|n| limits.fit_open_files(n)) {
-        eprintln!("streamer: {said}");
+        // Said aloud only when the operator asked for more than fits; the default is just
+        // fitted to the machine.
+        if asked != streamer::limits::Limits::default().max_connections {
+            eprintln!("streamer: {said}");
+        } else {
+            tracing::info!("{said}");
+        }
         cfg.max_connections = limits.max_connections;
         cfg.max_connections_per_client = limits.max_connections_per_client;
     }
