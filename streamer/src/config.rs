@@ -18,6 +18,7 @@
 //! etcd = ["http://127.0.0.1:2379"]  # membership through etcd (feature `etcd`); default in-process
 //! etcd_prefix = "/sluice"
 //! near_hosts = ["host-1"]         # storage hosts on this machine (default: the in-process ones)
+//! advertise_host = "sluice-1.example.net"  # where other streamers redirect sessions to
 //! repair_after_ms = 5000          # a copy on a node down this long is made again elsewhere
 //! repair_bytes_per_sec = 50000000 # re-replication rate limit
 //! pool_hot_sessions = 100         # a content this popular gets an extra copy on a pool node
@@ -75,6 +76,9 @@ pub struct Config {
     /// Storage hosts on this streamer's machine (steering redirects sessions whose copy is
     /// near another streamer there); empty: the hosts run in this process.
     pub near_hosts: Vec<String>,
+    /// The host name other streamers redirect sessions to (default: the listen address, or
+    /// the machine's name when listening on every interface).
+    pub advertise_host: Option<String>,
     pub repair_after_ms: u64,
     pub repair_bytes_per_sec: u64,
     pub pool_hot_sessions: u64,
@@ -105,6 +109,7 @@ impl Default for Config {
             etcd: Vec::new(),
             etcd_prefix: "/sluice".into(),
             near_hosts: Vec::new(),
+            advertise_host: None,
             repair_after_ms: 5000,
             repair_bytes_per_sec: 50_000_000,
             pool_hot_sessions: 100,

@@ -54,6 +54,10 @@ struct Cli {
     /// etcd, a session whose copy is on a host near another streamer is redirected there.
     #[arg(long, value_delimiter = ',')]
     near_hosts: Vec<String>,
+    /// The host name other streamers redirect sessions to (default: the listen address, or
+    /// this machine's name when listening on every interface).
+    #[arg(long)]
+    advertise_host: Option<String>,
     /// A content with this many live sessions gets an extra copy on a spare (pool) node
     /// (default 100).
     #[arg(long)]
@@ -200,6 +204,9 @@ fn load_config(cli: &Cli) -> Result<Config> {
     }
     if !cli.near_hosts.is_empty() {
         cfg.near_hosts = cli.near_hosts.clone();
+    }
+    if let Some(h) = &cli.advertise_host {
+        cfg.advertise_host = Some(h.clone());
     }
     if let Some(ms) = cli.repair_after_ms {
         cfg.repair_after_ms = ms;
@@ -364,9 +371,24 @@ async fn main() -> Result<()> {
         println!("    vlc http://{shown}/content/{}/index.m3u8", c.id);
     }
     println!("  catalog: http://{shown}/api/v1/contents   metrics: http://{shown}/metrics");
-    cluster
-        .peers
-        .set_me(format!("http://{shown}"), format!("rtsp://{rtsp_shown}"));
+    // What other streamers redirect sessions to: the listen address, or this machine's name
+    // (or --advertise-host) when listening on every interface ("localhost" would send a
+    // viewer back to their own machine).
+    let advertised = |a: std::net::SocketAddr| {
+        let host = match &cfg.advertise_host {
+            Some(h) => h.clone(),
+            None if a.ip().is_unspecified() => hostname().unwrap_or_else(|| "localhost".into()),
+            None => a.ip().to_string(),
+        };
+        match host.parse::<std::net::Ipv6Addr>() {
+            Ok(_) => format!("[{host}]:{}", a.port()),
+            Err(_) => format!("{host}:{}", a.port()),
+        }
+    };
+    cluster.peers.set_me(
+        format!("http://{}", advertised(local)),
+        format!("rtsp://{}", advertised(rtsp_local)),
+    );
     tokio::spawn(cluster.peers.clone().run(cluster.load.clone()));
     let server = Arc::new(Server {
         chunk: cfg.device.buffer_size,
@@ -420,6 +442,14 @@ async fn main() -> Result<()> {
             }
         }
     }
+}
+
+/// This machine's host name.
+fn hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
 }
 
 /// Raise the soft limit on open files to the hard one: each HTTP connection holds its socket
