@@ -12,9 +12,14 @@
 //! every key attached to it at once: all its virtual nodes go down together, for every watcher
 //! on every machine.
 //!
-//! Every process that needs health watches the `nodes/` prefix: a put is `Up`, a delete is
-//! `Down`, published to subscribers in etcd's revision order. A node absent from etcd is
-//! `Down`. The etcd client is async (tonic); this type runs it on a thread of its own with a
+//! Every beat also puts `PREFIX/beats/HOST` (a counter, on the same lease). Every process that
+//! needs health watches both prefixes: a node is `Up` while its key exists and its host's beats
+//! keep arriving. A host whose beats stop for `silence` (missed_beats × interval, 600 ms by
+//! default) is down for every watcher at once — within a second, which lease expiry alone
+//! cannot give (TTLs are whole seconds and etcd revokes expired leases on a ~500 ms loop, so
+//! expiry lands 1.0–1.5 s after the last beat); the lease expiring then deletes the host's keys,
+//! so the state in etcd itself is cleaned up for anyone who reads it later. A node absent from
+//! etcd is `Down`. Changes are published to subscribers in the order they are seen. The etcd client is async (tonic); this type runs it on a thread of its own with a
 //! current-thread runtime, so host agents (plain threads) and any runtime can use it.
 
 use crate::heartbeat::HeartbeatSink;
@@ -39,9 +44,26 @@ pub struct EtcdConfig {
     pub prefix: String,
     /// Lease TTL of a host, seconds (at least 1).
     pub ttl_secs: i64,
+    /// A host whose beats are not seen for this long is down.
+    pub silence: Duration,
 }
 
 impl EtcdConfig {
+    /// The configuration for host agents beating every `interval`, down after `missed_beats`.
+    pub fn new(
+        endpoints: Vec<String>,
+        prefix: String,
+        interval: Duration,
+        missed_beats: u32,
+    ) -> EtcdConfig {
+        EtcdConfig {
+            endpoints,
+            prefix,
+            ttl_secs: EtcdConfig::ttl_for(interval, missed_beats),
+            silence: interval * missed_beats.max(1),
+        }
+    }
+
     /// The TTL that matches a heartbeat detector: `missed_beats × interval`, rounded up.
     pub fn ttl_for(interval: Duration, missed_beats: u32) -> i64 {
         let ms = interval.as_millis() as i64 * i64::from(missed_beats.max(1));
@@ -105,6 +127,9 @@ impl EtcdMembership {
         let worker = Worker {
             cfg,
             hosts: nodes.iter().cloned().collect(),
+            present: Default::default(),
+            last_beat: Default::default(),
+            silent: Default::default(),
             state: state.clone(),
             events: events.clone(),
             leases: HashMap::new(),
@@ -216,12 +241,19 @@ struct HostLease {
     keeper: LeaseKeeper,
     answers: LeaseKeepAliveStream,
     listed: BTreeSet<String>,
+    beats: u64,
 }
 
 struct Worker {
     cfg: EtcdConfig,
     /// node → host.
     hosts: HashMap<String, String>,
+    /// Nodes whose key exists in etcd.
+    present: std::collections::HashSet<String>,
+    /// When each host's last beat was seen.
+    last_beat: HashMap<String, std::time::Instant>,
+    /// Hosts whose beats stopped.
+    silent: std::collections::HashSet<String>,
     state: Arc<Mutex<HashMap<String, Health>>>,
     events: broadcast::Sender<Change>,
     leases: HashMap<String, HostLease>,
@@ -233,7 +265,18 @@ impl Worker {
         format!("{}/nodes/{node}", self.cfg.prefix)
     }
 
-    fn set(&self, node: &str, health: Health) {
+    fn beat_key(&self, host: &str) -> String {
+        format!("{}/beats/{host}", self.cfg.prefix)
+    }
+
+    /// A node's health from what etcd shows: its key exists and its host beats.
+    fn refresh(&self, node: &str, why: &str) {
+        let host = self.hosts.get(node).map(String::as_str).unwrap_or_default();
+        let up = self.present.contains(node) && !self.silent.contains(host);
+        self.set(node, if up { Health::Up } else { Health::Down }, why);
+    }
+
+    fn set(&self, node: &str, health: Health, why: &str) {
         let changed = {
             let mut s = lock(&self.state);
             let old = s.insert(node.to_string(), health);
@@ -242,11 +285,7 @@ impl Worker {
         if changed {
             let host = self.hosts.get(node).cloned().unwrap_or_default();
             if health == Health::Down {
-                tracing::warn!(
-                    node,
-                    host,
-                    "node down: its etcd key is gone (lease expired or the host left it out)"
-                );
+                tracing::warn!(node, host, why, "node down in etcd");
             } else {
                 tracing::info!(node, host, "node up in etcd");
             }
@@ -288,8 +327,14 @@ impl Worker {
                     if let Ok(k) = kv.key_str()
                         && let Some(node) = k.strip_prefix(&prefix)
                     {
-                        self.set(node, Health::Up);
+                        self.present.insert(node.to_string());
+                        self.refresh(node, "");
                     }
+                }
+                // Every host gets one silence of grace from now.
+                let now = std::time::Instant::now();
+                for h in self.hosts.values() {
+                    self.last_beat.insert(h.clone(), now);
                 }
                 r.header().map_or(0, |h| h.revision())
             }
@@ -315,6 +360,22 @@ impl Worker {
                 return;
             }
         };
+        let beats_prefix = format!("{}/beats/", self.cfg.prefix);
+        let mut beats = match client
+            .watch(
+                beats_prefix.as_str(),
+                Some(WatchOptions::new().with_prefix()),
+            )
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = ready.send(Err(format!("etcd: watching {beats_prefix}: {e}")));
+                return;
+            }
+        };
+        let mut silence_check =
+            tokio::time::interval((self.cfg.silence / 4).max(Duration::from_millis(10)));
         let _ = ready.send(Ok(()));
         let mut elections = tokio::task::JoinSet::new();
         let registry_prefix = format!("{}/registry/", self.cfg.prefix);
@@ -333,11 +394,16 @@ impl Worker {
                             let Some(kv) = ev.kv() else { continue };
                             let Ok(k) = kv.key_str() else { continue };
                             let Some(node) = k.strip_prefix(&prefix) else { continue };
-                            let h = match ev.event_type() {
-                                EventType::Put => Health::Up,
-                                EventType::Delete => Health::Down,
-                            };
-                            self.set(node, h);
+                            match ev.event_type() {
+                                EventType::Put => {
+                                    self.present.insert(node.to_string());
+                                }
+                                EventType::Delete => {
+                                    self.present.remove(node);
+                                    tracing::warn!(node, "node key gone from etcd (lease expired or the host left it out)");
+                                }
+                            }
+                            self.refresh(node, "its etcd key is gone (lease expired or the host left it out)");
                         }
                     }
                     Ok(None) | Err(_) => {
@@ -352,6 +418,49 @@ impl Worker {
                         }
                     }
                 },
+                msg = beats.message() => match msg {
+                    Ok(Some(resp)) => {
+                        for ev in resp.events() {
+                            if ev.event_type() != EventType::Put {
+                                continue;
+                            }
+                            let Some(host) = ev
+                                .kv()
+                                .and_then(|kv| kv.key_str().ok())
+                                .and_then(|k| k.strip_prefix(&beats_prefix))
+                            else {
+                                continue;
+                            };
+                            self.last_beat.insert(host.to_string(), std::time::Instant::now());
+                            if self.silent.remove(host) {
+                                tracing::info!(host, "host beats again in etcd");
+                                self.refresh_host(host);
+                            }
+                        }
+                    }
+                    Ok(None) | Err(_) => {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        if let Ok(s) = client
+                            .watch(beats_prefix.as_str(), Some(WatchOptions::new().with_prefix()))
+                            .await
+                        {
+                            beats = s;
+                        }
+                    }
+                },
+                _ = silence_check.tick() => {
+                    let late: Vec<String> = self
+                        .last_beat
+                        .iter()
+                        .filter(|(h, t)| !self.silent.contains(*h) && t.elapsed() > self.cfg.silence)
+                        .map(|(h, _)| h.clone())
+                        .collect();
+                    for host in late {
+                        tracing::warn!(host, silence_ms = self.cfg.silence.as_millis() as u64, "host silent: no heartbeat seen in etcd");
+                        self.silent.insert(host.clone());
+                        self.refresh_host(&host);
+                    }
+                }
                 cmd = cmds.recv() => match cmd {
                     None => break,
                     Some(Cmd::Beat(host, nodes)) => {
@@ -384,8 +493,20 @@ impl Worker {
         elections.abort_all();
     }
 
+    fn refresh_host(&self, host: &str) {
+        let nodes: Vec<String> = self
+            .hosts
+            .iter()
+            .filter(|(_, h)| *h == host)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for n in nodes {
+            self.refresh(&n, "its host's heartbeats stopped");
+        }
+    }
+
     /// One heartbeat of `host`: renew (or take) its lease, put the nodes listed, delete the
-    /// ones left out.
+    /// ones left out, and put the host's beat counter (what watchers time).
     async fn beat(
         &mut self,
         client: &mut Client,
@@ -414,6 +535,7 @@ impl Worker {
                     keeper,
                     answers,
                     listed: BTreeSet::new(),
+                    beats: 0,
                 },
             );
         }
@@ -435,9 +557,21 @@ impl Worker {
         for n in listed.difference(&now) {
             client.delete(self.node_key(n), None).await?;
         }
-        if let Some(l) = self.leases.get_mut(host) {
-            l.listed = now;
-        }
+        let beat = match self.leases.get_mut(host) {
+            Some(l) => {
+                l.listed = now;
+                l.beats += 1;
+                l.beats
+            }
+            None => 0,
+        };
+        client
+            .put(
+                self.beat_key(host),
+                beat.to_string(),
+                Some(PutOptions::new().with_lease(id)),
+            )
+            .await?;
         Ok(())
     }
 }
@@ -669,16 +803,12 @@ mod tests {
     fn host_leases_bring_nodes_up_and_down_together() {
         let etcd = LocalEtcd::start().expect("etcd");
         let interval = Duration::from_millis(200);
-        let cfg = EtcdConfig {
-            endpoints: vec![etcd.endpoint.clone()],
-            prefix: "/test".into(),
-            ttl_secs: EtcdConfig::ttl_for(interval, 3),
-        };
+        let cfg = EtcdConfig::new(vec![etcd.endpoint.clone()], "/test".into(), interval, 3);
         assert_eq!(cfg.ttl_secs, 1);
         let topo = topology();
         let m = EtcdMembership::start(&topo, cfg.clone(), Duration::from_secs(5)).unwrap();
         // Another process watching the same etcd sees the same thing.
-        let watcher = EtcdMembership::start(&topo, cfg, Duration::from_secs(5)).unwrap();
+        let watcher = EtcdMembership::start(&topo, cfg.clone(), Duration::from_secs(5)).unwrap();
         let sick = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let s2 = sick.clone();
         let a = HostAgent::start(
@@ -709,9 +839,9 @@ mod tests {
             Duration::from_secs(5),
             &[("a1", Health::Down), ("a2", Health::Down)],
         );
-        eprintln!("host-a down in etcd {took:?} after its agent stopped (lease TTL 1 s)");
+        eprintln!("host-a down in etcd {took:?} after its agent stopped (3 beats of 200 ms)");
         assert!(
-            took <= Duration::from_millis(2500),
+            took <= Duration::from_millis(1000),
             "detected after {took:?}"
         );
         assert_eq!(watcher.health("b1"), Health::Up);
@@ -721,6 +851,21 @@ mod tests {
         }
         assert!(down.contains(&("a1".into(), Health::Down)), "{down:?}");
         assert!(down.contains(&("a2".into(), Health::Down)), "{down:?}");
+        // The lease then expires and etcd deletes host-a's keys: a process that starts now
+        // reads them as gone, host-b's as there.
+        let t0 = Instant::now();
+        loop {
+            let late = EtcdMembership::start(&topo, cfg.clone(), Duration::from_secs(5)).unwrap();
+            if late.health("a1") == Health::Down && late.health("a2") == Health::Down {
+                assert_eq!(late.health("b1"), Health::Up);
+                break;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(5),
+                "host-a's lease never expired"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
         a.resume();
         wait_for(&watcher, Duration::from_secs(5), &all_up);
         sick.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -732,11 +877,12 @@ mod tests {
     #[test]
     fn one_controller_is_elected_and_replaced() {
         let etcd = LocalEtcd::start().expect("etcd");
-        let cfg = EtcdConfig {
-            endpoints: vec![etcd.endpoint.clone()],
-            prefix: "/test".into(),
-            ttl_secs: 1,
-        };
+        let cfg = EtcdConfig::new(
+            vec![etcd.endpoint.clone()],
+            "/test".into(),
+            Duration::from_millis(200),
+            3,
+        );
         let topo = topology();
         let p1 = EtcdMembership::start(&topo, cfg.clone(), Duration::from_secs(5)).unwrap();
         let p2 = EtcdMembership::start(&topo, cfg, Duration::from_secs(5)).unwrap();

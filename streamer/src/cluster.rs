@@ -97,11 +97,12 @@ fn etcd_membership(
     interval: Duration,
 ) -> Result<(Arc<storage_device_sim::etcd::EtcdMembership>, Elected)> {
     use storage_device_sim::etcd::{EtcdConfig, EtcdMembership};
-    let ec = EtcdConfig {
-        endpoints: cfg.etcd.clone(),
-        prefix: cfg.etcd_prefix.clone(),
-        ttl_secs: EtcdConfig::ttl_for(interval, cfg.missed_beats),
-    };
+    let ec = EtcdConfig::new(
+        cfg.etcd.clone(),
+        cfg.etcd_prefix.clone(),
+        interval,
+        cfg.missed_beats,
+    );
     let m = EtcdMembership::start(topology, ec, Duration::from_secs(5))
         .map_err(|e| anyhow::anyhow!(e))?;
     let me = format!("streamer-{}", std::process::id());

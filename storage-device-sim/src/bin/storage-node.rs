@@ -77,11 +77,12 @@ fn join_etcd(
         return Ok(None);
     }
     let interval = std::time::Duration::from_millis(cli.heartbeat_ms.max(10));
-    let cfg = EtcdConfig {
-        endpoints: cli.etcd.clone(),
-        prefix: cli.etcd_prefix.clone(),
-        ttl_secs: EtcdConfig::ttl_for(interval, cli.missed_beats),
-    };
+    let cfg = EtcdConfig::new(
+        cli.etcd.clone(),
+        cli.etcd_prefix.clone(),
+        interval,
+        cli.missed_beats,
+    );
     let m = EtcdMembership::start(topology, cfg, std::time::Duration::from_secs(5))
         .map_err(|e| anyhow::anyhow!(e))?;
     let devs = nodes.clone();
