@@ -19,6 +19,11 @@
 //! sessions for `cool_after`, the pool copy is taken out of the tree (renamed away, then
 //! deleted); sessions reading it fail over to the other copies, byte-exact.
 //!
+//! A host that comes back after its copy was made again elsewhere brings one copy too many:
+//! once that has lasted `after`, the healthy copy on the host placed last in the content's
+//! placement order is removed — the re-made one when the main returns — so the order the
+//! content was installed with (main, sub, backups) is back.
+//!
 //! One copy at a time, one controller at a time: with etcd, only the elected streamer runs
 //! it (`EtcdMembership::elect`); in one process, the streamer itself. The new copy is written
 //! into the store folder, so this needs the folder shared by the processes, as on one machine
@@ -61,6 +66,7 @@ pub async fn run(
 ) {
     let mut down_since: HashMap<String, Instant> = HashMap::new();
     let mut cool_since: HashMap<String, Instant> = HashMap::new();
+    let mut surplus_since: HashMap<String, Instant> = HashMap::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
@@ -99,7 +105,76 @@ pub async fn run(
         for c in all.values() {
             pool_step(&cluster, &store, c, &cfg, &mut cool_since, &mut copied).await;
         }
+        // A host that comes back brings its copy back: one copy too many. The copy on the
+        // host placed last goes (the one re-replication made, when the main returns), which
+        // puts the placement order back as installed.
+        surplus_since.retain(|id, _| all.contains_key(id));
+        for c in all.values() {
+            let Some(node) = surplus_copy(&cluster, c) else {
+                surplus_since.remove(&c.id);
+                continue;
+            };
+            let since = *surplus_since
+                .entry(c.id.clone())
+                .or_insert_with(Instant::now);
+            if since.elapsed() < cfg.after {
+                continue;
+            }
+            surplus_since.remove(&c.id);
+            if discard_copy(&store, &node, &c.id).await {
+                tracing::warn!(
+                    id = c.id,
+                    node,
+                    "a copy more than configured: the one placed last is removed"
+                );
+            }
+        }
     }
+}
+
+/// The healthy copy of `c` beyond its configured count on the host ranked last by its
+/// placement order, when there is one (spare-pool copies are the pool's business).
+fn surplus_copy(cluster: &Cluster, c: &Content) -> Option<String> {
+    let want = c.manifest.replicas.len().max(1);
+    let topo = &cluster.topology;
+    let healthy: Vec<&String> = c
+        .nodes
+        .iter()
+        .filter(|n| !topo.is_spare(n) && cluster.health(n) == Health::Up)
+        .collect();
+    if healthy.len() <= want {
+        return None;
+    }
+    let rank: Vec<String> = storage_device_sim::placement::rank_hosts(topo, &c.id)
+        .into_iter()
+        .map(|h| h.name.clone())
+        .collect();
+    let rank_of = |n: &str| {
+        topo.host_of(n)
+            .and_then(|h| rank.iter().position(|r| *r == h.name))
+            .unwrap_or(usize::MAX)
+    };
+    healthy
+        .into_iter()
+        .max_by_key(|n| rank_of(n))
+        .map(|n| n.to_string())
+}
+
+/// Take `STORE/NODE/ID` out of the tree (renamed away, then deleted); whether it went.
+async fn discard_copy(store: &Path, node: &str, id: &str) -> bool {
+    let path = store.join(node).join(id);
+    let (root, id2) = (store.to_path_buf(), id.to_string());
+    let res = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        Store::open(&root)?.discard(&path, &id2)?;
+        Ok(())
+    })
+    .await
+    .map_err(anyhow::Error::from)
+    .and_then(|r| r);
+    if let Err(e) = &res {
+        tracing::error!(id, node, error = %e, "removing a copy failed");
+    }
+    res.is_ok()
 }
 
 /// The spare pool for one content: an extra copy when it is hot (unless a copy was made this
@@ -146,25 +221,13 @@ async fn pool_step(
     }
     cool_since.remove(&c.id);
     for node in spares {
-        let path = store.join(node).join(&c.id);
-        let (root, id) = (store.to_path_buf(), c.id.clone());
-        let res = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-            Store::open(&root)?.discard(&path, &id)?;
-            Ok(())
-        })
-        .await
-        .map_err(anyhow::Error::from)
-        .and_then(|r| r);
-        match res {
-            Ok(()) => tracing::warn!(
+        if discard_copy(store, node, &c.id).await {
+            tracing::warn!(
                 id = c.id,
                 node,
                 sessions,
                 "content cooled: its pool copy is given back"
-            ),
-            Err(e) => {
-                tracing::error!(id = c.id, node, error = %e, "giving a pool copy back failed")
-            }
+            );
         }
     }
 }

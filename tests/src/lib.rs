@@ -26,6 +26,7 @@
 //!   every problem instead of the first.
 
 pub mod bin_path;
+pub mod catalog;
 pub mod ffprobe;
 pub mod hls;
 pub mod http_client;

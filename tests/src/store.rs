@@ -126,3 +126,16 @@ pub fn limit_main_host(
     fs::write(store.join("store.json"), topology.to_string()).expect("write store.json");
     (main, sub)
 }
+
+/// A topology of three hosts with one node each: `h1`/`a1`, `h2`/`b1`, `h3`/`c1`.
+pub fn three_single_node_hosts() -> serde_json::Value {
+    serde_json::json!({
+        "format": "sluice-store",
+        "version": 1,
+        "hosts": [
+            {"name": "h1", "nodes": ["a1"]},
+            {"name": "h2", "nodes": ["b1"]},
+            {"name": "h3", "nodes": ["c1"]},
+        ],
+    })
+}

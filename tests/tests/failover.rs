@@ -12,7 +12,7 @@ use sluice_tests::bin_path::workspace_root;
 use sluice_tests::http_client::must_put_json;
 use sluice_tests::rtsp_client::{Client, Packet, payload, sequence_gaps};
 use sluice_tests::server::{self, Server};
-use sluice_tests::store;
+use sluice_tests::{catalog, store};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -224,4 +224,45 @@ fn pipelined_control_requests_during_a_stall_are_answered_in_order() {
     c.session = Some(session);
     let after = c.request(Method::GetParameter, &base, &[]);
     assert_eq!(after.status, 454, "the session outlived its TEARDOWN");
+}
+
+/// The configured copy count and the placement order come back: the main node crashes, its
+/// copy is made again on the third host (`--repair-after-ms`); when the main recovers, the
+/// copy count is one too many and the copy on the host placed last — the re-made one — is
+/// removed, leaving main and sub as installed.
+#[test]
+fn a_lost_copy_is_made_again_and_the_order_returns_with_the_main() {
+    let topology = store::three_single_node_hosts();
+    let src = workspace_root().join("media-fixtures/demo/demo.mp4");
+    let (dir, manifest) = store::with_topology("sluice-order-", &topology, &src, "demo", 2);
+    let placed: Vec<String> = manifest["replicas"]
+        .as_array()
+        .expect("replicas")
+        .iter()
+        .map(|r| r["node"].as_str().unwrap_or("").to_string())
+        .collect();
+    let third = ["a1", "b1", "c1"]
+        .into_iter()
+        .find(|n| !placed.iter().any(|p| p == n))
+        .expect("a node without a copy");
+    let srv = Server::start(
+        server::streamer_command(dir.path(), &["--repair-after-ms", "1000"]),
+        "streamer: serving ",
+    );
+    let limit = Duration::from_secs(20);
+    let knobs_of = |node: &str, v: serde_json::Value| {
+        must_put_json(srv.addr, &format!("/admin/nodes/{node}/knobs"), &v);
+    };
+    knobs_of(&placed[0], json!({"crashed": true}));
+    let took = catalog::wait_until(&srv, "demo", limit, "no new copy on the third host", |c| {
+        c.iter().any(|x| x.node == third && x.up())
+    });
+    eprintln!("copy made again on {third} {took:?} after the main crashed");
+    knobs_of(&placed[0], json!({}));
+    let took = catalog::wait_until(&srv, "demo", limit, "the re-made copy never went", |c| {
+        let now: Vec<&str> = c.iter().map(|x| x.node.as_str()).collect();
+        now == [placed[0].as_str(), placed[1].as_str()] && c.iter().all(catalog::Copy::up)
+    });
+    eprintln!("order back to {placed:?} {took:?} after the main recovered");
+    assert!(!dir.path().join(third).join("demo").exists());
 }

@@ -9,7 +9,7 @@ use sluice_tests::bin_path::workspace_root;
 use sluice_tests::prometheus::{self, Page};
 use sluice_tests::rtsp_client::{Client, sequence_gaps};
 use sluice_tests::server::{self, Server};
-use sluice_tests::{http_client, store};
+use sluice_tests::{catalog, http_client, store};
 use std::time::{Duration, Instant};
 
 /// Every session's packets to its end (BYE), collected side by side.
@@ -36,15 +36,7 @@ fn metrics(srv: &Server) -> Page {
 
 #[test]
 fn sessions_leave_a_host_at_its_egress_capacity() {
-    let mut topology = json!({
-        "format": "sluice-store",
-        "version": 1,
-        "hosts": [
-            {"name": "h1", "nodes": ["a1"]},
-            {"name": "h2", "nodes": ["b1"]},
-            {"name": "h3", "nodes": ["c1"]},
-        ],
-    });
+    let mut topology = store::three_single_node_hosts();
     let src = workspace_root().join("media-fixtures/demo/demo.mp4");
     let (dir, manifest) = store::with_topology("sluice-steering-", &topology, &src, "demo", 2);
     // The main host can carry one session and a half.
@@ -141,31 +133,7 @@ fn a_hot_content_gains_a_pool_copy_and_gives_it_back_when_it_cools() {
         "streamer: serving ",
     );
     let rtsp = server::rtsp_address(&srv);
-    let nodes = || -> Vec<String> {
-        let r = http_client::get(srv.addr, "/api/v1/contents/demo").expect("catalog");
-        let v: serde_json::Value = serde_json::from_slice(&r.body).expect("JSON");
-        v["replicas"]
-            .as_array()
-            .expect("replicas")
-            .iter()
-            .map(|r| r["node"].as_str().unwrap_or("").to_string())
-            .collect()
-    };
-    let wait = |what: &str, pred: &dyn Fn(&[String]) -> bool| {
-        let t0 = Instant::now();
-        loop {
-            let n = nodes();
-            if pred(&n) {
-                return t0.elapsed();
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(20),
-                "{what}: replicas {n:?}\n{}",
-                srv.stdout_lines().join("\n")
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    };
+    let limit = Duration::from_secs(20);
     // Two sessions: hot.
     let mut sessions = Vec::new();
     for _ in 0..2 {
@@ -176,7 +144,9 @@ fn a_hot_content_gains_a_pool_copy_and_gives_it_back_when_it_cools() {
         assert_eq!(play.status, 200);
         sessions.push((c, play));
     }
-    let took = wait("no pool copy while hot", &|n| n.iter().any(|x| x == "p1"));
+    let took = catalog::wait_until(&srv, "demo", limit, "no pool copy while hot", |c| {
+        c.iter().any(|x| x.node == "p1")
+    });
     eprintln!("pool copy on p1 {took:?} after the content became hot");
     assert!(dir.path().join("p1/demo/manifest.json").is_file());
     let out = sluice_tests::process::run(
@@ -190,9 +160,13 @@ fn a_hot_content_gains_a_pool_copy_and_gives_it_back_when_it_cools() {
             "a hot session did not play cleanly"
         );
     }
-    let took = wait("the pool copy was never given back", &|n| {
-        !n.iter().any(|x| x == "p1")
-    });
+    let took = catalog::wait_until(
+        &srv,
+        "demo",
+        limit,
+        "the pool copy was never given back",
+        |c| !c.iter().any(|x| x.node == "p1"),
+    );
     eprintln!("pool copy given back {took:?} after the sessions ended");
     assert!(
         !dir.path().join("p1/demo").exists(),
