@@ -66,21 +66,11 @@ fn start_node(store: &Path, host: &str, addr: &str, etcd: &str) -> Server {
     Server::start(cmd, "storage-node: host")
 }
 
-fn catalog(addr: SocketAddr) -> Value {
-    let r = sluice_tests::http_client::get(addr, "/api/v1/contents/movie").expect("catalog");
-    serde_json::from_slice(&r.body).expect("catalog JSON")
-}
-
 /// (node, host, health) of the movie's replicas, main first.
 fn replicas(addr: SocketAddr) -> Vec<(String, String, String)> {
-    catalog(addr)["replicas"]
-        .as_array()
-        .expect("replicas")
-        .iter()
-        .map(|r| {
-            let s = |k: &str| r[k].as_str().unwrap_or("").to_string();
-            (s("node"), s("host"), s("health"))
-        })
+    sluice_tests::catalog::copies(addr, "movie")
+        .into_iter()
+        .map(|c| (c.node, c.host, c.health))
         .collect()
 }
 
