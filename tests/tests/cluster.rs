@@ -251,8 +251,13 @@ fn a_storage_node_killed_mid_play_is_detected_through_etcd_clients_finish_and_th
         std::thread::sleep(Duration::from_millis(200));
     };
     eprintln!("a new copy on {third} {restored:?} after the clients finished");
-    let said = srv.stdout_lines().join("\n");
-    assert!(said.contains("re-replicated"), "{said}");
+    // The copy is visible once renamed into place; the controller logs right after.
+    assert!(
+        srv.wait_for_line(Duration::from_secs(10), |l| l.contains("re-replicated"))
+            .is_some(),
+        "{}",
+        srv.stdout_lines().join("\n")
+    );
     let out = process::run(install_content_cmd(store.path()).args(["verify", "movie"]));
     assert!(
         out.stdout.contains(&format!("{third}-n1")),
