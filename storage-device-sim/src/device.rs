@@ -2,7 +2,11 @@
 //! io_uring ring driven by its own thread ([`crate::ring`]), a pool of registered, aligned
 //! buffers ([`crate::pool`]), run-time [`Knobs`] and [`StatsSnapshot`] counters.
 //!
-//! Every read goes through the ring; there is no `pread` fallback. Reads return `bytes::Bytes`
+//! Every read goes through io_uring; there is no `pread` fallback. A read whose bytes are all in
+//! the page cache is done by the caller's thread on its own small ring with `RWF_NOWAIT`, which
+//! cannot block ([`crate::inline`]: no hand-off, so a cached read costs what `pread` costs);
+//! every other read, and every read while a knob acts, goes to the node's ring thread
+//! ([`crate::ring`]). Reads return `bytes::Bytes`
 //! that own a pool buffer: clone and slice them freely, send them to the network, and the
 //! buffer returns to the pool when the last clone drops. Holding many `Bytes` for a long time
 //! starves the pool (reads then wait for a buffer), so copy out what must be kept.
@@ -14,7 +18,7 @@
 
 use crate::knobs::Knobs;
 use crate::pipe::SplicePipe;
-use crate::pool::{ALIGN, Admission, Admitted, Pool};
+use crate::pool::{ALIGN, Admission, Admitted, Pool, PooledBuf};
 use crate::ring::{self, Notify, Reply, Req, RingParams};
 use crate::stats::{InFlight, Stats, StatsSnapshot};
 use crate::{Result, StorageError};
@@ -22,8 +26,10 @@ use bytes::Bytes;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::File;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -92,7 +98,15 @@ struct Inner {
     fixed: bool,
     files: Mutex<HashMap<String, Arc<OpenFile>>>,
     thread: Option<JoinHandle<()>>,
+    /// Inline attempts to skip before the next one, and the skip the next miss sets: a device
+    /// whose reads keep missing the page cache (cold data) stops paying the attempt's system
+    /// call, trying again after 1, 2, 4 … `INLINE_MAX_SKIP` reads.
+    inline_skip: AtomicU32,
+    inline_backoff: AtomicU32,
 }
+
+/// Longest run of reads sent straight to the ring thread after inline attempts missed.
+const INLINE_MAX_SKIP: u32 = 64;
 
 impl Drop for Inner {
     fn drop(&mut self) {
@@ -236,6 +250,8 @@ impl Device {
                 fixed,
                 files: Mutex::new(HashMap::new()),
                 thread: Some(thread),
+                inline_skip: AtomicU32::new(0),
+                inline_backoff: AtomicU32::new(1),
             }),
         })
     }
@@ -393,6 +409,54 @@ impl Device {
         }))
     }
 
+    /// Try `p` from the page cache in this thread ([`crate::inline`]); `None`: send it to the
+    /// ring thread (a knob acts, `O_DIRECT`, no free buffer, recent misses, or a miss now).
+    fn read_inline(&self, p: &Prepared, started: Instant) -> Option<Bytes> {
+        let i = &self.inner;
+        if i.cfg.o_direct || !i.knobs.shared.idle() {
+            return None;
+        }
+        // Racy by design (relaxed load, then store): the skip count is a heuristic.
+        let skip = i.inline_skip.load(Ordering::Relaxed);
+        if skip > 0 {
+            i.inline_skip.store(skip - 1, Ordering::Relaxed);
+            return None;
+        }
+        let mut slot = i.pool.try_take()?;
+        let _in_flight = InFlight::new(&i.stats);
+        // SAFETY: the slot is ours alone and holds at least `read_len` bytes (`prepare`).
+        let attempt = unsafe {
+            crate::inline::read_cached(
+                p.file.file.as_raw_fd(),
+                p.read_off,
+                slot.as_mut_ptr(),
+                p.read_len,
+            )
+        };
+        match attempt {
+            crate::inline::Attempt::Read { n, enters } => {
+                i.stats.inline(true, enters);
+                i.inline_backoff.store(1, Ordering::Relaxed);
+                let n = (n.saturating_sub(p.skip) as usize).min(p.len);
+                i.stats.record_ok(n, started.elapsed());
+                Some(if n == 0 {
+                    Bytes::new()
+                } else {
+                    Bytes::from_owner(PooledBuf::new(slot, p.skip as usize, n))
+                })
+            }
+            crate::inline::Attempt::Miss { enters } => {
+                i.stats.inline(false, enters);
+                let b = i.inline_backoff.load(Ordering::Relaxed);
+                i.inline_skip.store(b, Ordering::Relaxed);
+                i.inline_backoff
+                    .store((b * 2).min(INLINE_MAX_SKIP), Ordering::Relaxed);
+                None
+            }
+            crate::inline::Attempt::NoRing => None,
+        }
+    }
+
     fn send(
         &self,
         p: Prepared,
@@ -448,6 +512,9 @@ impl Device {
             Ok(None) => return Ok(Bytes::new()),
             Err(e) => return self.count_err(started, Err(e)),
         };
+        if let Some(b) = self.read_inline(&p, started) {
+            return Ok(b);
+        }
         let in_flight = InFlight::new(&self.inner.stats);
         let admitted = self.inner.admission.acquire().await;
         let (tx, rx) = oneshot::channel();
@@ -513,6 +580,9 @@ impl Device {
             Ok(None) => return Ok(Bytes::new()),
             Err(e) => return self.count_err(started, Err(e)),
         };
+        if let Some(b) = self.read_inline(&p, started) {
+            return Ok(b);
+        }
         let in_flight = InFlight::new(&self.inner.stats);
         let admitted = self.inner.admission.acquire_blocking();
         let (tx, rx) = crossbeam_channel::bounded(1);

@@ -79,6 +79,15 @@ impl KnobsShared {
         self.stalled.load(Ordering::Acquire)
     }
 
+    /// No knob acts: reads may bypass the ring thread (see [`crate::inline`]).
+    pub(crate) fn idle(&self) -> bool {
+        self.bandwidth.load(Ordering::Relaxed) == 0
+            && self.latency_ns.load(Ordering::Relaxed) == 0
+            && !self.stalled.load(Ordering::Acquire)
+            && !self.crashed.load(Ordering::Acquire)
+            && !self.has_eio.load(Ordering::Acquire)
+    }
+
     pub(crate) fn crashed(&self) -> bool {
         self.crashed.load(Ordering::Acquire)
     }

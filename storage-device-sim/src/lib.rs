@@ -19,6 +19,7 @@ pub mod error;
 #[cfg(feature = "etcd")]
 pub mod etcd;
 pub mod heartbeat;
+mod inline;
 /// `Range` header parsing, shared with the streamer (sans-IO, in `http-proto`).
 pub use http_proto::range as http_range;
 pub mod knobs;

@@ -25,6 +25,9 @@ pub(crate) struct Stats {
     enters: AtomicU64,
     sqes: AtomicU64,
     buffer_waits: AtomicU64,
+    /// Reads done from the page cache by the caller's thread, and attempts that missed.
+    inline_reads: AtomicU64,
+    inline_misses: AtomicU64,
 }
 
 impl Default for Stats {
@@ -38,6 +41,8 @@ impl Default for Stats {
             enters: AtomicU64::new(0),
             sqes: AtomicU64::new(0),
             buffer_waits: AtomicU64::new(0),
+            inline_reads: AtomicU64::new(0),
+            inline_misses: AtomicU64::new(0),
         }
     }
 }
@@ -69,6 +74,17 @@ impl Stats {
 
     pub(crate) fn sqe(&self) {
         self.sqes.fetch_add(1, Relaxed);
+    }
+
+    /// An inline attempt (see [`crate::inline`]): `enters` system calls, each with one SQE.
+    pub(crate) fn inline(&self, hit: bool, enters: u32) {
+        self.enters.fetch_add(u64::from(enters), Relaxed);
+        self.sqes.fetch_add(u64::from(enters), Relaxed);
+        if hit {
+            self.inline_reads.fetch_add(1, Relaxed);
+        } else {
+            self.inline_misses.fetch_add(1, Relaxed);
+        }
     }
 
     pub(crate) fn snapshot(
@@ -116,6 +132,8 @@ impl Stats {
             admission_waits,
             ring_enters: self.enters.load(Relaxed),
             ring_sqes: self.sqes.load(Relaxed),
+            inline_reads: self.inline_reads.load(Relaxed),
+            inline_misses: self.inline_misses.load(Relaxed),
             fixed_buffers: fixed,
         }
     }
@@ -172,9 +190,15 @@ pub struct StatsSnapshot {
     pub pool_waits: u64,
     /// Reads that found the device full (`buffer_count` reads inside) and waited to enter.
     pub admission_waits: u64,
-    /// `io_uring_enter` calls of the ring thread, and read SQEs it submitted.
+    /// `io_uring_enter` calls, and read SQEs submitted: by the ring thread and by callers'
+    /// threads for page-cache reads (see `inline_reads`).
     pub ring_enters: u64,
     pub ring_sqes: u64,
+    /// Reads served from the page cache in the caller's thread, through its own io_uring with
+    /// `RWF_NOWAIT` (no hand-off to the ring thread), and such attempts that missed the cache
+    /// (then done by the ring thread).
+    pub inline_reads: u64,
+    pub inline_misses: u64,
     /// Whether reads use registered buffers (`READ_FIXED`); false if registration failed.
     pub fixed_buffers: bool,
 }

@@ -60,22 +60,23 @@ pub async fn serve(server: Arc<Server>, stream: TcpStream, peer: SocketAddr) {
 }
 
 /// Answer a connection over the connection limits: 503 with `Retry-After`, then close
-/// (without reading a request: the point is to spend nothing on it). The client's request is
-/// drained for a moment so that closing does not reset the answer away, by at most
-/// [`MAX_LINGERING`] refusals at once: a flood of connections that send nothing must not hold
-/// the descriptors the limits keep in reserve (beyond that, the answer is written and the
-/// socket closed at once; a client that sent nothing still reads it, since only unread data
-/// turns a close into a reset).
-pub async fn refuse_busy(stream: TcpStream, retry_after_secs: u64) {
+/// (without reading a request: the point is to spend nothing on it).
+///
+/// Called in the accept loop itself, not in a task of its own: the answer is written at once
+/// (a fresh socket's send buffer takes it whole), so a flood of connections arriving faster
+/// than tasks run can never hold more descriptors than the refusals that linger. The client's
+/// request is then drained for a moment, in a task, so that closing does not reset the answer
+/// away, by at most [`MAX_LINGERING`] refusals at once: a flood of connections that send
+/// nothing must not hold the descriptors the limits keep in reserve (beyond that, the socket
+/// is closed at once; a client that sent nothing still reads the answer, since only unread
+/// data turns a close into a reset).
+pub fn refuse_busy(stream: TcpStream, retry_after_secs: u64) {
     struct Lingering;
     impl Drop for Lingering {
         fn drop(&mut self) {
             LINGERING.fetch_sub(1, Ordering::Relaxed);
         }
     }
-    let may_linger = LINGERING.fetch_add(1, Ordering::Relaxed) < MAX_LINGERING;
-    let _held = Lingering;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let body = "too many connections, retry later\n";
     let head = format!(
         "HTTP/1.1 503 Service Unavailable\r\nretry-after: {retry_after_secs}\r\n\
@@ -84,25 +85,21 @@ pub async fn refuse_busy(stream: TcpStream, retry_after_secs: u64) {
         body.len(),
         httpdate::fmt_http_date(std::time::SystemTime::now()),
     );
-    let mut stream = stream;
-    let work = async {
-        if stream.write_all(head.as_bytes()).await.is_err() {
-            return;
-        }
-        let _ = stream.shutdown().await;
-        if !may_linger {
-            return;
-        }
-        let mut sink = [0u8; 4096];
-        let mut left: usize = 64 << 10;
-        while left > 0 {
-            match stream.read(&mut sink).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => left = left.saturating_sub(n),
-            }
-        }
-    };
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), work).await;
+    if stream.try_write(head.as_bytes()).ok() != Some(head.len()) {
+        return;
+    }
+    // SAFETY: shutdown(2) of the socket we own; a failure only means it is already gone.
+    unsafe { libc::shutdown(stream.as_raw_fd(), libc::SHUT_WR) };
+    if LINGERING.fetch_add(1, Ordering::Relaxed) >= MAX_LINGERING {
+        LINGERING.fetch_sub(1, Ordering::Relaxed);
+        return;
+    }
+    let held = Lingering;
+    tokio::spawn(async move {
+        let _held = held;
+        let mut stream = stream;
+        crate::linger::drain(&mut stream, 64 << 10, std::time::Duration::from_secs(1)).await;
+    });
 }
 
 /// A parsed request head, typed for the router.
@@ -287,19 +284,9 @@ impl Conn {
     /// what the client is still sending (bounded in bytes and time). Closing a socket with
     /// unread input sends a reset, which can destroy the refusal before the client reads it.
     async fn linger(&mut self) {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio::io::AsyncWriteExt;
         let _ = self.stream.shutdown().await;
-        let drain = async {
-            let mut sink = [0u8; 16 << 10];
-            let mut left = LINGER_BYTES;
-            while left > 0 {
-                match self.stream.read(&mut sink).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => left = left.saturating_sub(n),
-                }
-            }
-        };
-        let _ = tokio::time::timeout(LINGER_TIME, drain).await;
+        crate::linger::drain(&mut self.stream, LINGER_BYTES, LINGER_TIME).await;
     }
 
     async fn respond(

@@ -26,6 +26,7 @@ pub mod http;
 pub mod http1;
 pub mod http_auth;
 pub mod limits;
+pub mod linger;
 pub mod load;
 pub mod metrics;
 pub mod peers;

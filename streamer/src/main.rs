@@ -429,10 +429,7 @@ async fn main() -> Result<()> {
                             Over::PerClient => "max_connections_per_client",
                         });
                         server.metrics.request("other", 503);
-                        tokio::spawn(streamer::http1::refuse_busy(
-                            stream,
-                            server.limits.retry_after_secs,
-                        ));
+                        streamer::http1::refuse_busy(stream, server.limits.retry_after_secs);
                     }
                 }
             }

@@ -131,17 +131,7 @@ pub async fn serve(server: Arc<RtspServer>, stream: TcpStream, peer: SocketAddr,
 /// (bounded in bytes and time) while the writer sends the reply: closing a socket with unread
 /// input resets it, which can destroy the reply before the client reads it.
 async fn linger(rd: &mut tokio::net::tcp::OwnedReadHalf) {
-    let drain = async {
-        let mut sink = [0u8; 16 << 10];
-        let mut left: usize = 1 << 20;
-        while left > 0 {
-            match rd.read(&mut sink).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => left = left.saturating_sub(n),
-            }
-        }
-    };
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), drain).await;
+    crate::linger::drain(rd, 1 << 20, std::time::Duration::from_secs(2)).await;
 }
 
 /// The metric label for a request the parser refused.
