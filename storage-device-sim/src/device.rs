@@ -74,6 +74,8 @@ pub(crate) struct OpenFile {
     pub(crate) rel: String,
     pub(crate) path: PathBuf,
     pub(crate) file: File,
+    /// Size when opened (installed contents do not change; a replaced file is a new inode).
+    len: u64,
     dev: u64,
     ino: u64,
 }
@@ -357,6 +359,7 @@ impl Device {
             rel: key.to_string(),
             path,
             file,
+            len: md.len(),
             dev: md.dev(),
             ino: md.ino(),
         });
@@ -409,19 +412,49 @@ impl Device {
         }))
     }
 
-    /// Try `p` from the page cache in this thread ([`crate::inline`]); `None`: send it to the
-    /// ring thread (a knob acts, `O_DIRECT`, no free buffer, recent misses, or a miss now).
-    fn read_inline(&self, p: &Prepared, started: Instant) -> Option<Bytes> {
+    /// Whether an inline attempt may be made now: no knob acts, not `O_DIRECT`, and no recent
+    /// misses (the backoff).
+    fn inline_allowed(&self) -> bool {
         let i = &self.inner;
         if i.cfg.o_direct || !i.knobs.shared.idle() {
-            return None;
+            return false;
         }
         // Racy by design (relaxed load, then store): the skip count is a heuristic.
         let skip = i.inline_skip.load(Ordering::Relaxed);
         if skip > 0 {
             i.inline_skip.store(skip - 1, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// Count an inline attempt; a miss makes the next ones skip (backoff).
+    fn inline_done(&self, attempt: &crate::inline::Attempt) {
+        use crate::inline::Attempt;
+        let i = &self.inner;
+        match *attempt {
+            Attempt::Read { enters, .. } => {
+                i.stats.inline(true, enters);
+                i.inline_backoff.store(1, Ordering::Relaxed);
+            }
+            Attempt::Miss { enters } => {
+                i.stats.inline(false, enters);
+                let b = i.inline_backoff.load(Ordering::Relaxed);
+                i.inline_skip.store(b, Ordering::Relaxed);
+                i.inline_backoff
+                    .store((b * 2).min(INLINE_MAX_SKIP), Ordering::Relaxed);
+            }
+            Attempt::NoRing => {}
+        }
+    }
+
+    /// Try `p` from the page cache in this thread ([`crate::inline`]); `None`: send it to the
+    /// ring thread (a knob acts, `O_DIRECT`, no free buffer, recent misses, or a miss now).
+    fn read_inline(&self, p: &Prepared, started: Instant) -> Option<Bytes> {
+        if !self.inline_allowed() {
             return None;
         }
+        let i = &self.inner;
         let mut slot = i.pool.try_take()?;
         let _in_flight = InFlight::new(&i.stats);
         // SAFETY: the slot is ours alone and holds at least `read_len` bytes (`prepare`).
@@ -433,28 +466,41 @@ impl Device {
                 p.read_len,
             )
         };
-        match attempt {
-            crate::inline::Attempt::Read { n, enters } => {
-                i.stats.inline(true, enters);
-                i.inline_backoff.store(1, Ordering::Relaxed);
-                let n = (n.saturating_sub(p.skip) as usize).min(p.len);
-                i.stats.record_ok(n, started.elapsed());
-                Some(if n == 0 {
-                    Bytes::new()
-                } else {
-                    Bytes::from_owner(PooledBuf::new(slot, p.skip as usize, n))
-                })
-            }
-            crate::inline::Attempt::Miss { enters } => {
-                i.stats.inline(false, enters);
-                let b = i.inline_backoff.load(Ordering::Relaxed);
-                i.inline_skip.store(b, Ordering::Relaxed);
-                i.inline_backoff
-                    .store((b * 2).min(INLINE_MAX_SKIP), Ordering::Relaxed);
-                None
-            }
-            crate::inline::Attempt::NoRing => None,
+        self.inline_done(&attempt);
+        let crate::inline::Attempt::Read { n, .. } = attempt else {
+            return None;
+        };
+        let n = (n.saturating_sub(p.skip) as usize).min(p.len);
+        i.stats.record_ok(n, started.elapsed());
+        Some(if n == 0 {
+            Bytes::new()
+        } else {
+            Bytes::from_owner(PooledBuf::new(slot, p.skip as usize, n))
+        })
+    }
+
+    /// Splice `p` into `pipe` from the page cache in this thread ([`crate::inline`]); `None`:
+    /// send it to the ring thread (the pipe is still empty).
+    fn splice_inline(&self, p: &Prepared, pipe: &SplicePipe, started: Instant) -> Option<usize> {
+        if !self.inline_allowed() {
+            return None;
         }
+        let i = &self.inner;
+        let _in_flight = InFlight::new(&i.stats);
+        let attempt = crate::inline::splice_cached(
+            p.file.file.as_raw_fd(),
+            p.file.len,
+            p.read_off,
+            p.read_len,
+            pipe.write_fd(),
+        );
+        self.inline_done(&attempt);
+        let crate::inline::Attempt::Read { n, .. } = attempt else {
+            return None;
+        };
+        let n = (n as usize).min(p.len);
+        i.stats.record_ok(n, started.elapsed());
+        Some(n)
     }
 
     fn send(
@@ -556,6 +602,9 @@ impl Device {
             Ok(None) => return Ok(0),
             Err(e) => return self.count_err(started, Err(e)),
         };
+        if let Some(n) = self.splice_inline(&p, pipe, started) {
+            return Ok(n);
+        }
         let in_flight = InFlight::new(&self.inner.stats);
         let admitted = self.inner.admission.acquire().await;
         let (tx, rx) = oneshot::channel();

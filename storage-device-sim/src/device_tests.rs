@@ -654,15 +654,26 @@ fn splice_into_a_pipe_matches_pread_and_obeys_knobs() {
         assert_eq!(n, want.len(), "splice of {len} at {off}");
         assert!(drain_pipe(&pipe, n) == want, "bytes at {off}");
     }
+    // The file was just written: every splice found its pages cached and was done by the
+    // calling thread (cachestat, then splice(2)), none by the ring.
+    let s = dev.stats();
+    assert_eq!((s.inline_reads, s.inline_misses), (50, 0), "{s:?}");
     // Pages not in the page cache: an io_uring worker reads them.
     let f = File::open(dir.join("a")).unwrap();
+    f.sync_all().unwrap();
     // SAFETY: advice on our own open file.
     unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    let cold = !all_cached(&dir.join("a"));
     let n = rt
         .block_on(dev.splice("a", 123_457, 40_000, &pipe))
         .unwrap();
     assert_eq!(n, 40_000);
     assert!(drain_pipe(&pipe, n) == pread(&dir.join("a"), 123_457, 40_000));
+    if cold {
+        let s = dev.stats();
+        assert_eq!((s.inline_reads, s.inline_misses), (50, 1), "{s:?}");
+        assert!(s.ring_sqes >= 1, "{s:?}");
+    }
     // EIO: nothing enters the pipe.
     dev.knobs().inject_eio(None, 1000..1001);
     let e = rt.block_on(dev.splice("a", 0, 4096, &pipe)).unwrap_err();

@@ -21,7 +21,8 @@
 //!
 //! A request may carry a pipe instead of wanting a pool buffer ([`crate::pipe`],
 //! `Device::splice`): it becomes an io_uring `SPLICE` from the file into the pipe, and takes no
-//! pool buffer. io_uring runs every splice in one of its workers (it has no non-blocking
+//! pool buffer. (A splice of pages already cached is done by the caller's thread and never
+//! comes here: see [`crate::inline`].) io_uring runs every splice in one of its workers (it has no non-blocking
 //! attempt for it), so a cold page never holds this thread either. Tried and not kept: asking
 //! `cachestat(2)` whether every page of the range is cached and then splicing inline in this
 //! thread (no worker hop). Measured with `sendpath`'s `device` mode (three alternating runs
