@@ -26,7 +26,8 @@
 //! the cache, so it need not be dropped (we try `drop_caches` anyway, for the record).
 //!
 //! Run: `cargo run --release -j2 -p sluice-benches --bin ring` (`RING_BENCH_ONLY="1M pagecache"`
-//! runs only the cases whose "SIZE SOURCE DEPTH" label contains that text).
+//! runs only the cases whose "SIZE SOURCE DEPTH" label contains that text;
+//! `RING_BENCH_WORKERS=1` runs the ring side on one event-loop thread instead of one per core).
 
 use anyhow::{Context, Result, bail};
 use sluice_benches::Rng;
@@ -228,7 +229,10 @@ fn run_raw(path: &Path, size: usize, depth: usize, direct: bool) -> Result<Run> 
 }
 
 fn run_ring(dev: &Device, size: usize, depth: usize) -> Result<Run> {
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let workers = std::env::var("RING_BENCH_WORKERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
         .build()?;
