@@ -74,7 +74,8 @@ pub(crate) struct OpenFile {
     pub(crate) rel: String,
     pub(crate) path: PathBuf,
     pub(crate) file: File,
-    /// Size when opened (installed contents do not change; a replaced file is a new inode).
+    /// Size when opened (installed contents do not change; a replaced file is a new inode;
+    /// a splice reaching past it asks again).
     len: u64,
     dev: u64,
     ino: u64,
@@ -487,9 +488,15 @@ impl Device {
         }
         let i = &self.inner;
         let _in_flight = InFlight::new(&i.stats);
+        // Installed contents do not change, but a read reaching past the size seen at open
+        // asks the file again, so a file that grew is never cut short here.
+        let mut file_len = p.file.len;
+        if p.read_off + u64::from(p.read_len) > file_len {
+            file_len = p.file.file.metadata().map_or(file_len, |m| m.len());
+        }
         let attempt = crate::inline::splice_cached(
             p.file.file.as_raw_fd(),
-            p.file.len,
+            file_len,
             p.read_off,
             p.read_len,
             pipe.write_fd(),

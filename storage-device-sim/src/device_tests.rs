@@ -801,3 +801,29 @@ fn cached_reads_are_done_by_the_caller_and_cold_ones_by_the_ring() {
     rt.block_on(dev.read("a", 0, 1000)).unwrap();
     assert_eq!(dev.stats().inline_reads, before + 1);
 }
+
+#[test]
+fn a_file_that_grew_after_opening_is_spliced_whole() {
+    use crate::pipe::SplicePipe;
+    use std::io::Write;
+    let dir = test_dir("grew");
+    let mut data = write_file(&dir, "a", 10_000, 4);
+    let dev = Device::open("grew", &dir, small_cfg()).unwrap();
+    let rt = rt();
+    let pipe = Arc::new(SplicePipe::new(64 * 1024).unwrap());
+    // Opens the file (its size, 10,000, is noted) and splices inline.
+    let n = rt.block_on(dev.splice("a", 0, 4096, &pipe)).unwrap();
+    assert!(drain_pipe(&pipe, n) == data[..4096]);
+    let more: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.join("a"))
+        .unwrap()
+        .write_all(&more)
+        .unwrap();
+    data.extend_from_slice(&more);
+    let n = rt.block_on(dev.splice("a", 8000, 8000, &pipe)).unwrap();
+    assert_eq!(n, 8000);
+    assert!(drain_pipe(&pipe, n) == data[8000..16_000]);
+    assert_eq!(dev.stats().inline_reads, 2, "{:?}", dev.stats());
+}

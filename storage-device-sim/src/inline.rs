@@ -29,7 +29,7 @@
 //!
 //! io_uring has no non-blocking attempt for `SPLICE`: it hands every one to an io_uring worker,
 //! which would wait for the disk if a page is cold. So a splice into a caller's pipe
-//! ([`splice_cached`]) first asks `cachestat(2)` whether every page of the range is in the page
+//! (`splice_cached`) first asks `cachestat(2)` whether every page of the range is in the page
 //! cache and, only if so, submits the `SPLICE` on this thread's ring and waits for it: the
 //! worker moves page references into the pipe (no copy) in a few microseconds, with no
 //! user-space hand-off. `benches/src/bin/sendpath.rs` measured this shape (a ring of the

@@ -12,14 +12,16 @@
 //! - [`device`]: the simulated device of one node: an io_uring ring on its own thread
 //!   ([`ring`]), registered buffers handed out as `Bytes` ([`pool`]), run-time fault and speed
 //!   [`knobs`], and [`stats`]. A device can also splice file pages into a [`pipe`] the
-//!   network side drains into a socket: the zero-copy send path of local nodes.
+//!   network side drains into a socket: the zero-copy send path of local nodes. Reads and
+//!   splices of pages already in the page cache skip the ring thread: the caller's thread does
+//!   them on a small io_uring of its own, without ever waiting for the disk ([`inline`]).
 
 pub mod device;
 pub mod error;
 #[cfg(feature = "etcd")]
 pub mod etcd;
 pub mod heartbeat;
-mod inline;
+pub mod inline;
 /// `Range` header parsing, shared with the streamer (sans-IO, in `http-proto`).
 pub use http_proto::range as http_range;
 pub mod knobs;
