@@ -445,7 +445,7 @@ impl Device {
                 i.inline_backoff
                     .store((b * 2).min(INLINE_MAX_SKIP), Ordering::Relaxed);
             }
-            Attempt::NoRing => {}
+            Attempt::NoRing | Attempt::Lost => {}
         }
     }
 
@@ -468,8 +468,14 @@ impl Device {
             )
         };
         self.inline_done(&attempt);
-        let crate::inline::Attempt::Read { n, .. } = attempt else {
-            return None;
+        let n = match attempt {
+            crate::inline::Attempt::Read { n, .. } => n,
+            crate::inline::Attempt::Lost => {
+                // The kernel may still write this buffer: it must never be handed out again.
+                std::mem::forget(slot);
+                return None;
+            }
+            _ => return None,
         };
         let n = (n.saturating_sub(p.skip) as usize).min(p.len);
         i.stats.record_ok(n, started.elapsed());
@@ -481,8 +487,14 @@ impl Device {
     }
 
     /// Splice `p` into `pipe` from the page cache in this thread ([`crate::inline`]); `None`:
-    /// send it to the ring thread (the pipe is still empty).
-    fn splice_inline(&self, p: &Prepared, pipe: &SplicePipe, started: Instant) -> Option<usize> {
+    /// send it to the ring thread (the pipe is still empty). An error leaves the pipe's content
+    /// unknown (the caller throws it away, as after any failed splice).
+    fn splice_inline(
+        &self,
+        p: &Prepared,
+        pipe: &SplicePipe,
+        started: Instant,
+    ) -> Option<Result<usize>> {
         if !self.inline_allowed() {
             return None;
         }
@@ -502,12 +514,20 @@ impl Device {
             pipe.write_fd(),
         );
         self.inline_done(&attempt);
-        let crate::inline::Attempt::Read { n, .. } = attempt else {
-            return None;
+        let n = match attempt {
+            crate::inline::Attempt::Read { n, .. } => n,
+            crate::inline::Attempt::Lost => {
+                i.stats.record_err(started.elapsed());
+                return Some(Err(StorageError::Ring {
+                    node: i.name.clone(),
+                    source: std::io::Error::other("this thread's io_uring failed mid-splice"),
+                }));
+            }
+            _ => return None,
         };
         let n = (n as usize).min(p.len);
         i.stats.record_ok(n, started.elapsed());
-        Some(n)
+        Some(Ok(n))
     }
 
     fn send(
@@ -609,8 +629,8 @@ impl Device {
             Ok(None) => return Ok(0),
             Err(e) => return self.count_err(started, Err(e)),
         };
-        if let Some(n) = self.splice_inline(&p, pipe, started) {
-            return Ok(n);
+        if let Some(r) = self.splice_inline(&p, pipe, started) {
+            return r;
         }
         let in_flight = InFlight::new(&self.inner.stats);
         let admitted = self.inner.admission.acquire().await;

@@ -48,11 +48,25 @@ use io_uring::{IoUring, opcode, squeue, types};
 use std::cell::RefCell;
 use std::io;
 use std::os::fd::RawFd;
+use std::time::{Duration, Instant};
+
+/// This thread's ring. (One per thread, in place: the size of the largest variant costs
+/// nothing.)
+#[allow(clippy::large_enum_variant)]
+enum Local {
+    Unset,
+    Ready(IoUring),
+    /// Could not be made (out of descriptors, io_uring disabled): try again after
+    /// [`RETRY_AFTER`]; meanwhile every request goes to the node's ring thread.
+    Failed(Instant),
+    /// Failed with a request maybe still in the kernel: leaked, never used again.
+    Broken,
+}
+
+const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 thread_local! {
-    /// This thread's ring; `Err` once it could not be made (or failed), so the thread stops
-    /// trying and every read goes to the node's ring thread.
-    static RING: RefCell<Option<io::Result<IoUring>>> = const { RefCell::new(None) };
+    static RING: RefCell<Local> = const { RefCell::new(Local::Unset) };
 }
 
 /// What an inline attempt did.
@@ -61,10 +75,13 @@ pub(crate) enum Attempt {
     /// `n` bytes read (fewer than asked only at end of file), in `enters` system calls.
     Read { n: u32, enters: u32 },
     /// Not (all) in the page cache, or an error: ask the ring thread; the buffer's content is
-    /// unspecified.
+    /// unspecified, the pipe is still empty.
     Miss { enters: u32 },
     /// No usable ring in this thread; nothing was submitted.
     NoRing,
+    /// This thread's ring failed while the request may still be in the kernel: the buffer or
+    /// pipe may still be written. Never reuse the buffer (leak it); throw the pipe away.
+    Lost,
 }
 
 fn make_ring() -> io::Result<IoUring> {
@@ -75,20 +92,40 @@ fn make_ring() -> io::Result<IoUring> {
         .or_else(|_| IoUring::new(2))
 }
 
-/// Submit one SQE on this thread's ring and wait for its completion: `Some(result)`, or
-/// `None` if the thread has no usable ring (then nothing is in the kernel).
+/// Why [`run_one`] has no result.
+enum NoResult {
+    /// Nothing was submitted.
+    NoRing,
+    /// Submitted, and the ring failed before its completion: see [`Attempt::Lost`].
+    Lost,
+}
+
+/// Submit one SQE on this thread's ring and wait for its completion.
 ///
 /// # Safety
-/// Every buffer or fd the entry names must stay valid until this returns (the completion is
-/// reaped before returning, or the ring is leaked with it).
-unsafe fn run_one(e: &squeue::Entry) -> Option<i32> {
+/// Every buffer or fd the entry names must stay valid until this returns, and after
+/// `Err(NoResult::Lost)` for as long as the process lives (buffers: leak them).
+unsafe fn run_one(e: &squeue::Entry) -> Result<i32, NoResult> {
     RING.with(|cell| {
-        let mut cell = cell.borrow_mut();
-        let ring = cell.get_or_insert_with(make_ring).as_mut().ok()?;
+        let mut local = cell.borrow_mut();
+        let retry = match &*local {
+            Local::Unset => true,
+            Local::Failed(at) => at.elapsed() >= RETRY_AFTER,
+            Local::Ready(_) | Local::Broken => false,
+        };
+        if retry {
+            *local = match make_ring() {
+                Ok(r) => Local::Ready(r),
+                Err(_) => Local::Failed(Instant::now()),
+            };
+        }
+        let Local::Ready(ring) = &mut *local else {
+            return Err(NoResult::NoRing);
+        };
         // SAFETY: the caller keeps what the entry names alive until we return.
         if unsafe { ring.submission().push(e) }.is_err() {
             // The ring holds nothing between calls, so its queue cannot be full.
-            return None;
+            return Err(NoResult::NoRing);
         }
         loop {
             match ring.submit_and_wait(1) {
@@ -99,18 +136,16 @@ unsafe fn run_one(e: &squeue::Entry) -> Option<i32> {
                         Some(libc::EINTR | libc::EAGAIN | libc::EBUSY)
                     ) => {}
                 Err(_) => {
-                    // The SQE may be in the kernel with nobody to reap it: give up on this
-                    // thread's ring for good, leaking it (never closed, never reused) so a
-                    // late completion cannot meet a buffer that went back to its pool.
-                    if let Some(Ok(r)) = cell.take() {
+                    // The SQE may be in the kernel with nobody to reap it: leak the ring
+                    // (never closed, never reused); the caller leaks what the SQE names.
+                    if let Local::Ready(r) = std::mem::replace(&mut *local, Local::Broken) {
                         std::mem::forget(r);
                     }
-                    *cell = Some(Err(io::Error::other("inline ring failed")));
-                    return None;
+                    return Err(NoResult::Lost);
                 }
             }
             if let Some(c) = ring.completion().next() {
-                return Some(c.result());
+                return Ok(c.result());
             }
         }
     })
@@ -120,7 +155,8 @@ unsafe fn run_one(e: &squeue::Entry) -> Option<i32> {
 ///
 /// # Safety
 /// `buf` must be valid for writes of `len` bytes, and not be read or written by anyone else
-/// until this returns (the kernel writes it during the call, never after).
+/// until this returns (the kernel writes it during the call, never after), or ever again after
+/// [`Attempt::Lost`].
 pub(crate) unsafe fn read_cached(fd: RawFd, offset: u64, buf: *mut u8, len: u32) -> Attempt {
     let mut done = 0u32;
     let mut enters = 0u32;
@@ -134,11 +170,12 @@ pub(crate) unsafe fn read_cached(fd: RawFd, offset: u64, buf: *mut u8, len: u32)
         enters += 1;
         // SAFETY: the buffer is valid for the rest of the read (caller's contract).
         match unsafe { run_one(&e) } {
-            None if enters == 1 => return Attempt::NoRing,
-            None => return Attempt::Miss { enters },
-            Some(n) if n > 0 => done += n as u32,
-            Some(0) => break, // end of file
-            Some(_) => return Attempt::Miss { enters },
+            Err(NoResult::Lost) => return Attempt::Lost,
+            Err(NoResult::NoRing) if done == 0 => return Attempt::NoRing,
+            Err(NoResult::NoRing) => return Attempt::Miss { enters },
+            Ok(n) if n > 0 => done += n as u32,
+            Ok(0) => break, // end of file
+            Ok(_) => return Attempt::Miss { enters },
         }
     }
     Attempt::Read { n: done, enters }
@@ -203,7 +240,7 @@ fn all_cached(fd: RawFd, offset: u64, end: u64) -> bool {
 /// write end is `pipe_w` if they are all in the page cache, through this thread's ring. The
 /// pipe must be empty and take `len` bytes. `Read { n, .. }`: the pipe holds the `n` bytes
 /// (fewer than asked only at end of file); `Miss` or `NoRing`: it holds nothing, ask the ring
-/// thread.
+/// thread; `Lost`: its content is unknown, throw it away.
 pub(crate) fn splice_cached(
     fd: RawFd,
     file_len: u64,
@@ -234,16 +271,16 @@ pub(crate) fn splice_cached(
         enters += 1;
         // SAFETY: the entry names only fds, which the caller keeps open until we return.
         match unsafe { run_one(&e) } {
-            None if done == 0 => return Attempt::NoRing,
-            // The ring failed with a splice maybe still running: the pipe's content is
-            // unknown, and the ring thread's splice into it fails, so the pipe is replaced.
-            None => return Attempt::Miss { enters },
-            Some(n) if n > 0 => done += n as u32,
-            Some(0) => break, // end of file (the file shrank)
+            Err(NoResult::Lost) => return Attempt::Lost,
+            // Bytes already in the pipe are good; the caller asks for the rest next time.
+            Err(NoResult::NoRing) if done > 0 => break,
+            Err(NoResult::NoRing) => return Attempt::NoRing,
+            Ok(n) if n > 0 => done += n as u32,
+            Ok(0) => break, // end of file (the file shrank)
             // A full pipe after a short splice: the bytes in it are good, the caller asks for
             // the rest next time. Nothing spliced and an error: the ring thread says why.
-            _ if done > 0 => break,
-            _ => return Attempt::Miss { enters },
+            Ok(_) if done > 0 => break,
+            Ok(_) => return Attempt::Miss { enters },
         }
     }
     Attempt::Read { n: done, enters }
