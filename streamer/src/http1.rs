@@ -66,7 +66,7 @@ pub async fn serve(server: Arc<Server>, stream: TcpStream, peer: SocketAddr) {
 /// (a fresh socket's send buffer takes it whole), so a flood of connections arriving faster
 /// than tasks run can never hold more descriptors than the refusals that linger. The client's
 /// request is then drained for a moment, in a task, so that closing does not reset the answer
-/// away, by at most [`MAX_LINGERING`] refusals at once: a flood of connections that send
+/// away, by at most `MAX_LINGERING` refusals at once: a flood of connections that send
 /// nothing must not hold the descriptors the limits keep in reserve (beyond that, the socket
 /// is closed at once; a client that sent nothing still reads the answer, since only unread
 /// data turns a close into a reset).
