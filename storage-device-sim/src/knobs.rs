@@ -81,10 +81,10 @@ impl KnobsShared {
 
     /// No knob acts: reads may bypass the ring thread (see [`crate::inline`]).
     pub(crate) fn idle(&self) -> bool {
-        self.bandwidth.load(Ordering::Relaxed) == 0
-            && self.latency_ns.load(Ordering::Relaxed) == 0
-            && !self.stalled.load(Ordering::Acquire)
-            && !self.crashed.load(Ordering::Acquire)
+        self.bandwidth().is_none()
+            && self.latency().is_zero()
+            && !self.stalled()
+            && !self.crashed()
             && !self.has_eio.load(Ordering::Acquire)
     }
 

@@ -10,8 +10,9 @@
 //! hand-off; measured 0.73–0.85× → 0.75–0.99× nginx's throughput, 1.30–1.84× → 1.25–1.34× its
 //! CPU per GiB). Otherwise the device's ring thread does it (a cold page is read by an io_uring
 //! worker, so this event loop never blocks on the disk), applies the node's knobs (bandwidth,
-//! latency, EIO, stall, crash) while the bytes wait in the pipe, and answers with the count. This task then `splice(2)`s the pipe into the socket (non-blocking, driven by
-//! the socket's readiness). The pipe carries page references: page cache → socket with no
+//! latency, EIO, stall, crash) while the bytes wait in the pipe, and answers with the count.
+//! This task then `splice(2)`s the pipe into the socket (non-blocking, driven by the socket's
+//! readiness). The pipe carries page references: page cache → socket with no
 //! copy at all in this process, which is what `sendfile(2)` gives nginx.
 //!
 //! Chunk k+1 is spliced into the connection's second pipe while chunk k goes out, so the
