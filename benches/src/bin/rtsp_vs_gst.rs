@@ -45,7 +45,13 @@
 //!   — the issue's figure ("viewers per core held"); N itself, since the server has one core;
 //! - **capacity**: the largest N that holds with the loose pacing bound.
 //!
-//! and the ratios sluice/gst of both. `--only` narrows to some servers and/or transports
+//! and the ratios sluice/gst of both. Before the servers, `udp_limit` measures the physical
+//! limit in the same run: the most 1,328-byte datagrams per core-second a bare `sendmmsg` loop
+//! on the server core pushes through loopback to a receiver set up like `rtspload`'s, as
+//! viewers per core of this content (no server can serve more over UDP, one datagram per send);
+//! and the same with UDP GSO sends of 4 datagrams, which strict pacing at 4 Mbit/s cannot use
+//! (4 packets span 8 ms of media). The streamer's figures are also given against that limit.
+//! `--only` narrows to some servers and/or transports
 //! (`--only sluice,udp`);
 //! `--keep` leaves the last server running and prints its pid (for `perf record -g -p PID`).
 
@@ -372,6 +378,27 @@ fn main() -> Result<()> {
         .into_iter()
         .filter(|t| wants(t, ["udp", "tcp"]))
         .collect();
+    // The physical limit, measured now, on the same cores.
+    let mut limits = Vec::new();
+    if transports.contains(&"udp") {
+        for gso in [1, 4] {
+            let out = Command::new(sibling("udp_limit")?)
+                .args(["--seconds", "4", "--gso", &gso.to_string()])
+                .args(["--sender-core", &o.server_core.to_string()])
+                .args(["--receiver-core", &o.client_core.to_string()])
+                .args(["--pps-per-viewer", &format!("{pps:.2}")])
+                .stderr(Stdio::inherit())
+                .output()
+                .context("running udp_limit")?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            let v = text
+                .lines()
+                .find_map(|l| l.strip_prefix("LIMIT "))
+                .and_then(|j| field(j, "viewers_per_core"))
+                .context("udp_limit printed no LIMIT line")?;
+            limits.push((gso, v));
+        }
+    }
     let mut outcomes = Vec::new();
     for server in ["sluice", "gst"] {
         if !wants(server, ["sluice", "gst"]) {
@@ -495,6 +522,24 @@ fn main() -> Result<()> {
                 ratio(n(&a), n(&b))
             );
         }
+    }
+    for (gso, v) in &limits {
+        let what = if *gso == 1 {
+            "one datagram per send".to_string()
+        } else {
+            format!("GSO sends of {gso}, not usable under strict pacing")
+        };
+        let of = |strict: bool| {
+            best("sluice", "udp", strict).map_or("-".to_string(), |s| {
+                format!("{:.2}", s.n / s.cores.max(1e-9) / v)
+            })
+        };
+        println!(
+            "udp physical limit ({what}): {v:.0} viewers/core | sluice strict/limit {} | \
+             sluice capacity/limit {}",
+            of(true),
+            of(false)
+        );
     }
     println!("total {:.0} s", t_all.elapsed().as_secs_f64());
     if !o.keep {

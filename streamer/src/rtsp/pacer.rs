@@ -10,10 +10,10 @@
 //! caller maps this clock to wall time with one anchor and re-anchors when it falls too far
 //! behind; absolute due times (never relative sleeps) are what keeps long sessions drift-free.
 
+use bytes::Bytes;
 use media::ts::packet::{PACKET_LEN, SYNC, read_pcr};
 use rtsp_proto::rtp::TS_PER_RTP;
 use std::collections::VecDeque;
-use std::ops::Range;
 
 /// One RTP payload's worth of TS packets.
 pub const PAYLOAD_LEN: usize = TS_PER_RTP * PACKET_LEN;
@@ -23,26 +23,48 @@ pub const MAX_PCR_STEP_NS: u64 = 2_000_000_000;
 const NO_PCR_LIMIT: usize = 512 * 1024;
 /// PCR modulus: 33-bit base times 300.
 const PCR_WRAP: u64 = (1u64 << 33) * 300;
+/// Bytes of a TS packet the PCR scan looks at (header, adaptation field length and flags, PCR).
+const PCR_END: usize = 12;
 
-/// A payload ready to send: where it is in [`Pacer::data`], and when it is due (ns on the
-/// stream clock).
+/// A payload ready to send: its bytes (shared with the chunk they came from, no copy; a payload
+/// that straddles two chunks is two parts, the second otherwise empty), when it is due (ns on
+/// the stream clock), and where it starts in the stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Payload {
-    pub range: Range<usize>,
+    pub parts: [Bytes; 2],
     pub due_ns: u64,
     /// Stream position of the payload's first byte.
     pub pos: u64,
 }
 
+impl Payload {
+    pub fn len(&self) -> usize {
+        self.parts[0].len() + self.parts[1].len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Why chunks and not one contiguous buffer: payloads are handed out as slices of the chunks
+/// the storage reads filled, so a packet's bytes are never copied in this process (the kernel
+/// copies them once, from the `iovec`s of the send). A contiguous buffer had to be compacted
+/// (the pending bytes moved down) and every payload copied into its packet: with 600 ms of
+/// read-ahead that was two to three copies of every byte, a tenth of the server's CPU.
 #[derive(Debug, Default)]
 pub struct Pacer {
-    buf: Vec<u8>,
-    /// First byte of `buf` not yet handed out.
-    head: usize,
-    /// Bytes of `buf` already scanned for PCRs (a multiple of 188 from 0).
-    scanned: usize,
-    /// Absolute stream position of `buf[0]`.
+    /// Pushed bytes not yet handed out (the first chunk possibly partly handed out already).
+    chunks: VecDeque<Bytes>,
+    /// Absolute stream position of `chunks[0]`'s first byte.
     base: u64,
+    /// Absolute position of the next byte to hand out.
+    head: u64,
+    /// Absolute position up to which packets were scanned for PCRs (a multiple of 188 from
+    /// the position given to [`Pacer::reset_at`]).
+    scanned: u64,
+    /// Absolute position just past the last byte pushed.
+    end: u64,
     /// PCR points: absolute position of the packet carrying it, and the stream clock there.
     points: VecDeque<(u64, u64)>,
     last_pcr: Option<u64>,
@@ -59,23 +81,28 @@ impl Pacer {
     /// Forget everything (a seek or a mode change): the clock starts again at 0 and the next
     /// byte pushed is at stream position `pos`.
     pub fn reset_at(&mut self, pos: u64) {
-        let mut buf = std::mem::take(&mut self.buf);
-        buf.clear();
         *self = Pacer {
-            buf,
             base: pos,
+            head: pos,
+            scanned: pos,
+            end: pos,
             ..Pacer::default()
         };
     }
 
     /// Stream position of the next byte to hand out (after any payload handed out).
     pub fn position(&self) -> u64 {
-        self.base + self.head as u64
+        self.head
     }
 
-    /// Append TS bytes (whole packets; a trailing partial packet waits for the rest).
-    pub fn push(&mut self, ts: &[u8]) {
-        self.buf.extend_from_slice(ts);
+    /// Append TS bytes (whole packets; a trailing partial packet waits for the rest). The
+    /// payloads handed out share `ts`'s memory: give an owned copy, not a pooled buffer.
+    pub fn push(&mut self, ts: Bytes) {
+        if ts.is_empty() {
+            return;
+        }
+        self.end += ts.len() as u64;
+        self.chunks.push_back(ts);
         self.scan();
     }
 
@@ -85,43 +112,41 @@ impl Pacer {
     }
 
     pub fn is_finished(&self) -> bool {
-        self.eof && self.head >= self.buf.len()
-    }
-
-    /// Bytes handed out and still held (dropped by [`Pacer::compact`]).
-    pub fn consumed(&self) -> usize {
-        self.head
+        self.eof && self.head >= self.end
     }
 
     /// Bytes pushed and not yet handed out.
     pub fn pending(&self) -> usize {
-        self.buf.len() - self.head
+        (self.end - self.head) as usize
     }
 
-    /// The bytes the ranges of [`Payload`] index into (valid until [`Pacer::compact`]).
-    pub fn data(&self) -> &[u8] {
-        &self.buf
-    }
-
-    /// Drop the bytes already handed out, but none at or after `keep` (the start of a payload
-    /// handed out and not yet sent); ranges move down by the returned amount.
-    pub fn compact(&mut self, keep: Option<usize>) -> usize {
-        let shift = keep.map_or(self.head, |k| k.min(self.head));
-        if shift == 0 {
-            return 0;
+    /// Copies the bytes at `pos..pos + out.len()` (all pushed and not dropped) into `out`.
+    fn copy_at(&self, pos: u64, out: &mut [u8]) {
+        let mut at = pos - self.base;
+        let mut done = 0;
+        for c in &self.chunks {
+            let len = c.len() as u64;
+            if at >= len {
+                at -= len;
+                continue;
+            }
+            let n = (c.len() - at as usize).min(out.len() - done);
+            out[done..done + n].copy_from_slice(&c[at as usize..at as usize + n]);
+            done += n;
+            at = 0;
+            if done == out.len() {
+                return;
+            }
         }
-        self.buf.drain(..shift);
-        self.scanned -= shift;
-        self.base += shift as u64;
-        self.head -= shift;
-        shift
     }
 
     fn scan(&mut self) {
-        while self.scanned + PACKET_LEN <= self.buf.len() {
-            let p = &self.buf[self.scanned..self.scanned + PACKET_LEN];
-            let pos = self.base + self.scanned as u64;
-            self.scanned += PACKET_LEN;
+        let mut head = [0u8; PCR_END];
+        while self.scanned + PACKET_LEN as u64 <= self.end {
+            let pos = self.scanned;
+            self.scanned += PACKET_LEN as u64;
+            self.copy_at(pos, &mut head);
+            let p = &head;
             if p[0] != SYNC || p[3] & 0x20 == 0 || p[4] < 7 || p[5] & 0x10 == 0 {
                 continue;
             }
@@ -138,10 +163,44 @@ impl Pacer {
         }
     }
 
+    /// Takes `len` bytes from `head` as at most two slices of the chunks, and drops the
+    /// chunks wholly handed out.
+    fn take(&mut self, len: usize) -> [Bytes; 2] {
+        let mut parts = [Bytes::new(), Bytes::new()];
+        let mut want = len;
+        let mut i = 0;
+        while want > 0 {
+            let Some(front) = self.chunks.front_mut() else {
+                break;
+            };
+            let skip = (self.head - self.base) as usize;
+            let n = (front.len() - skip).min(want);
+            let piece = front.slice(skip..skip + n);
+            if i < 2 {
+                parts[i] = piece;
+            } else {
+                // Only with chunks shorter than a payload (never pushed by the player, whose
+                // reads are far larger): join the extra piece, copying.
+                let mut joined = Vec::with_capacity(parts[1].len() + n);
+                joined.extend_from_slice(&parts[1]);
+                joined.extend_from_slice(&piece);
+                parts[1] = Bytes::from(joined);
+            }
+            i += 1;
+            want -= n;
+            self.head += n as u64;
+            if skip + n == front.len() {
+                self.base += front.len() as u64;
+                self.chunks.pop_front();
+            }
+        }
+        parts
+    }
+
     /// The next payload, or `None` when more data is needed to know when it is due (or all
     /// is sent).
     pub fn next_payload(&mut self) -> Option<Payload> {
-        let left = self.buf.len() - self.head;
+        let left = (self.end - self.head) as usize;
         let whole = left - left % PACKET_LEN;
         let len = if whole >= PAYLOAD_LEN {
             PAYLOAD_LEN
@@ -150,7 +209,7 @@ impl Pacer {
         } else {
             return None;
         };
-        let pos = self.base + self.head as u64;
+        let pos = self.head;
         // Drop PCR points no longer needed: keep the last one at or before `pos`.
         while self.points.len() >= 2 && self.points[1].0 <= pos {
             self.points.pop_front();
@@ -168,10 +227,9 @@ impl Pacer {
         };
         let due = due.max(self.last_due);
         self.last_due = due;
-        let range = self.head..self.head + len;
-        self.head += len;
+        let parts = self.take(len);
         Some(Payload {
-            range,
+            parts,
             due_ns: due,
             pos,
         })
@@ -219,7 +277,7 @@ mod tests {
     #[test]
     fn interpolates_between_pcrs() {
         let mut p = Pacer::new();
-        p.push(&stream(3, 1_000_000, 270_000));
+        p.push(stream(3, 1_000_000, 270_000).into());
         let got = drain(&mut p);
         // The third interval waits for a PCR after it.
         assert_eq!(got.len(), 4);
@@ -238,16 +296,15 @@ mod tests {
     fn every_split_gives_the_same_schedule() {
         let s = stream(5, 5, 270_000);
         let mut whole = Pacer::new();
-        whole.push(&s);
+        whole.push(s.clone().into());
         whole.finish();
         let want: Vec<u64> = drain(&mut whole).iter().map(|x| x.due_ns).collect();
         for cut in [1, 187, 188, 1316, 1317, 3000] {
             let mut p = Pacer::new();
             let mut got = Vec::new();
             for piece in s.chunks(cut) {
-                p.push(piece);
+                p.push(Bytes::copy_from_slice(piece));
                 got.extend(drain(&mut p).iter().map(|x| x.due_ns));
-                p.compact(None);
             }
             p.finish();
             got.extend(drain(&mut p).iter().map(|x| x.due_ns));
@@ -259,9 +316,9 @@ mod tests {
     fn wrap_and_discontinuity_keep_the_clock_running() {
         let mut p = Pacer::new();
         // Wraps through 2^33*300: still 10 ms steps.
-        p.push(&stream(4, PCR_WRAP - 270_000, 270_000));
+        p.push(stream(4, PCR_WRAP - 270_000, 270_000).into());
         // A jump back by an hour: no time added, then 10 ms steps again.
-        p.push(&stream(2, 5, 270_000));
+        p.push(stream(2, 5, 270_000).into());
         p.finish();
         let due: Vec<u64> = drain(&mut p).iter().map(|x| x.due_ns).collect();
         assert!(due.windows(2).all(|w| w[0] <= w[1]), "{due:?}");
@@ -271,22 +328,26 @@ mod tests {
     #[test]
     fn payloads_are_seven_packets_and_bytes_survive() {
         let s = stream(3, 0, 270_000);
-        let mut p = Pacer::new();
-        p.push(&s);
-        p.finish();
-        let mut out = Vec::new();
-        while let Some(x) = p.next_payload() {
-            assert!(x.range.len() == PAYLOAD_LEN || p.is_finished());
-            out.extend_from_slice(&p.data()[x.range]);
+        // Pushed in pieces of every awkward size: payloads straddle them, bytes survive.
+        for cut in [100, 187, 1316, 5000, s.len()] {
+            let mut p = Pacer::new();
+            for piece in s.chunks(cut) {
+                p.push(Bytes::copy_from_slice(piece));
+            }
+            p.finish();
+            let mut out = Vec::new();
+            while let Some(x) = p.next_payload() {
+                assert!(x.len() == PAYLOAD_LEN || p.is_finished(), "cut {cut}");
+                assert_eq!(x.pos, out.len() as u64);
+                out.extend_from_slice(&x.parts[0]);
+                out.extend_from_slice(&x.parts[1]);
+            }
+            assert_eq!(out, s, "cut {cut}");
         }
-        assert_eq!(out, s);
         // Garbage without PCRs still drains at end of stream, never hangs.
         let mut g = Pacer::new();
-        g.push(&[0u8; 1000]);
+        g.push(Bytes::from(vec![0u8; 1000]));
         g.finish();
-        assert_eq!(
-            drain(&mut g).iter().map(|x| x.range.len()).sum::<usize>(),
-            1000
-        );
+        assert_eq!(drain(&mut g).iter().map(Payload::len).sum::<usize>(), 1000);
     }
 }

@@ -14,12 +14,12 @@
 //! PCR ([`media::ts::trick`]), and paces the result by its new PCRs like any other stream.
 
 use super::pacer::Pacer;
-use super::pump::{Lane, Out};
+use super::pump::{HEAD_CAP, Lane, Out};
 use crate::metrics::Metrics;
-use bytes::{BufMut, BytesMut};
+use bytes::Bytes;
 use media::index::Index;
 use media::ts::trick::{TrickPlan, TrickWriter};
-use rtsp_proto::rtp::{self, RtpHeader, SenderReport};
+use rtsp_proto::rtp::{self, RTP_HEADER_LEN, RtpHeader, SenderReport};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -45,10 +45,6 @@ const READ_AHEAD: Duration = Duration::from_millis(600);
 const MAX_LATE: Duration = Duration::from_millis(300);
 /// RTCP sender reports this often (RFC 3550 suggests ≥ 5 s).
 const SR_INTERVAL: Duration = Duration::from_secs(5);
-/// Packets are written into arenas of this size.
-const FRAME_ARENA: usize = 64 * 1024;
-/// The pacer drops the bytes it handed out once they are this many.
-const COMPACT_AT: usize = 256 * 1024;
 /// Time between the last packet of a run and its RTCP BYE.
 const BYE_DELAY: Duration = Duration::from_millis(200);
 /// How far ahead packets are queued for the pump.
@@ -184,7 +180,6 @@ struct Run {
     /// The reader's failover count already added to the metrics.
     failovers_seen: u64,
     /// Where packets are written before they are split off to the lane.
-    frame: BytesMut,
     /// The PLAY reply is not queued yet: hold the packets back.
     go: Option<oneshot::Receiver<()>>,
     /// The pacer could not give a payload from what it holds: it needs more bytes.
@@ -226,7 +221,6 @@ impl Player {
             trick_pts: 0,
             size,
             failovers_seen: 0,
-            frame: BytesMut::new(),
             go: None,
             starved: false,
             p: self,
@@ -407,14 +401,16 @@ impl Run {
                     *end = *next;
                 } else {
                     *next += data.len() as u64;
-                    self.pacer.push(&data);
+                    // One copy, out of the device's pooled buffer (which goes back to its pool
+                    // now); packets then share this one.
+                    self.pacer.push(Bytes::copy_from_slice(&data));
                 }
             }
             Mode::Trick { writer, .. } => {
                 let (entry_pts, out_pts) = restamp.unwrap_or_default();
                 let mut out = Vec::with_capacity(data.len());
                 match writer.push_span(&data, entry_pts, out_pts, &mut out) {
-                    Ok(_) => self.pacer.push(&out),
+                    Ok(_) => self.pacer.push(out.into()),
                     Err(e) => tracing::warn!(error = %e, "keyframe span skipped in trick play"),
                 }
             }
@@ -472,36 +468,26 @@ impl Run {
                 timestamp: self.rtp_ts(due),
                 ssrc: self.p.ssrc,
             };
-            // Packets are split off one shared allocation (one malloc per ~50 packets).
-            if self.frame.capacity() < 2048 {
-                self.frame.reserve(FRAME_ARENA);
-            }
-            let payload = &self.pacer.data()[p.range.clone()];
+            // The header is held in the packet; the payload is the pacer's slices (no copy).
+            let len = p.len();
+            let mut head = [0u8; HEAD_CAP];
+            let mut n = 0;
             if let Some((ch, _)) = self.p.sink.tcp_channels {
-                self.frame.put_u8(b'$');
-                self.frame.put_u8(ch);
-                self.frame.put_u16((12 + payload.len()) as u16);
+                head[..2].copy_from_slice(&[b'$', ch]);
+                head[2..4].copy_from_slice(&((RTP_HEADER_LEN + len) as u16).to_be_bytes());
+                n = 4;
             }
-            self.frame.put_slice(&h.to_bytes());
-            self.frame.put_slice(payload);
-            let bytes = self.frame.split().freeze();
-            self.p.sink.lane.push(Out {
-                due,
-                bytes,
-                rtcp: false,
-                seq: self.seq,
-                pos: p.pos,
-            });
+            head[n..n + RTP_HEADER_LEN].copy_from_slice(&h.to_bytes());
+            n += RTP_HEADER_LEN;
+            self.p
+                .sink
+                .lane
+                .push(Out::new(due, &head[..n], p.parts, false, self.seq, p.pos));
             self.seq = self.seq.wrapping_add(1);
             self.packets += 1;
-            self.octets += p.range.len() as u64;
+            self.octets += len as u64;
             self.p.status.packets.fetch_add(1, Ordering::Relaxed);
             last = Some(due);
-        }
-        // Compact only when the consumed part is large: moving the pending bytes down on every
-        // refill cost a fifth of the server's CPU at a few hundred viewers.
-        if self.pacer.consumed() >= COMPACT_AT {
-            self.pacer.compact(None);
         }
         self.publish_position();
         if self.last_sr.elapsed() >= SR_INTERVAL {
@@ -550,20 +536,16 @@ impl Run {
         };
         let mut pkt = Vec::with_capacity(64);
         rtp::write_rtcp(&sr, &self.p.cname, bye, &mut pkt);
+        let mut head = Vec::with_capacity(4);
         if let Some((_, ch)) = self.p.sink.tcp_channels {
-            self.frame.put_u8(b'$');
-            self.frame.put_u8(ch);
-            self.frame.put_u16(pkt.len() as u16);
+            head.extend_from_slice(&[b'$', ch]);
+            head.extend_from_slice(&(pkt.len() as u16).to_be_bytes());
         }
-        self.frame.put_slice(&pkt);
-        let bytes = self.frame.split().freeze();
-        self.p.sink.lane.push(Out {
-            due: at,
-            bytes,
-            rtcp: true,
-            seq: self.seq,
-            pos: 0,
-        });
+        let body = [Bytes::from(pkt), Bytes::new()];
+        self.p
+            .sink
+            .lane
+            .push(Out::new(at, &head, body, true, self.seq, 0));
     }
 
     async fn command(&mut self, c: Command) {

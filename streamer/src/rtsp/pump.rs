@@ -34,16 +34,57 @@ const TCP_RETRY: Duration = Duration::from_millis(2);
 /// Most messages per `sendmmsg` (the kernel's UIO_MAXIOV).
 const MAX_MMSG: usize = 1024;
 
-/// One packet ready to go.
+/// Longest header an [`Out`] carries: a TCP `$` frame header and an RTP header.
+pub const HEAD_CAP: usize = 16;
+
+/// One packet ready to go: a small header held inline (no allocation per packet) and a body
+/// of at most two shared slices (the TS packets as the pacer handed them out; or a compound
+/// RTCP packet). The kernel gathers the three pieces from `iovec`s: no copy in this process.
 #[derive(Debug, Clone)]
 pub struct Out {
     pub due: Instant,
-    /// RTP header and payload (TCP: with its `$` frame header); or a compound RTCP packet.
-    pub bytes: Bytes,
+    head: [u8; HEAD_CAP],
+    head_len: u8,
+    body: [Bytes; 2],
     pub rtcp: bool,
     /// RTP sequence number and stream position of the payload (for rewinding on PAUSE).
     pub seq: u16,
     pub pos: u64,
+}
+
+impl Out {
+    /// A packet of `head` (at most [`HEAD_CAP`] bytes) followed by `body`.
+    pub fn new(due: Instant, head: &[u8], body: [Bytes; 2], rtcp: bool, seq: u16, pos: u64) -> Out {
+        let mut h = [0u8; HEAD_CAP];
+        let n = head.len().min(HEAD_CAP);
+        h[..n].copy_from_slice(&head[..n]);
+        Out {
+            due,
+            head: h,
+            head_len: n as u8,
+            body,
+            rtcp,
+            seq,
+            pos,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.head_len as usize + self.body[0].len() + self.body[1].len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The packet's pieces, in order (some possibly empty).
+    pub fn pieces(&self) -> [&[u8]; 3] {
+        [
+            &self.head[..self.head_len as usize],
+            &self.body[0],
+            &self.body[1],
+        ]
+    }
 }
 
 /// Where a lane's packets go.
@@ -173,8 +214,7 @@ impl Drop for Pump {
 /// One UDP datagram of a batch.
 struct Dgram {
     to: SocketAddr,
-    bytes: Bytes,
-    rtcp: bool,
+    out: Out,
 }
 
 /// A lane's place in the schedule: when its first packet is due.
@@ -255,13 +295,9 @@ fn run(shared: Weak<Shared>, rtp: UdpSocket, rtcp: UdpSocket, metrics: Arc<Metri
                     } => {
                         while q.front().is_some_and(|o| o.due <= now) {
                             let Some(o) = q.pop_front() else { break };
-                            bytes += o.bytes.len() as u64;
+                            bytes += o.len() as u64;
                             let to = if o.rtcp { *to_rtcp } else { *to_rtp };
-                            batch.push(Dgram {
-                                to,
-                                bytes: o.bytes,
-                                rtcp: o.rtcp,
-                            });
+                            batch.push(Dgram { to, out: o });
                             if batch.len() == MAX_MMSG {
                                 send_all(&rtp, &rtcp, &mut batch);
                             }
@@ -273,16 +309,16 @@ fn run(shared: Weak<Shared>, rtp: UdpSocket, rtcp: UdpSocket, metrics: Arc<Metri
                         let k = q.iter().take_while(|o| o.due <= now).count();
                         let mut blocked = false;
                         if k > 0 {
-                            let item = if k == 1 {
-                                q[0].bytes.clone()
-                            } else {
-                                let len = q.iter().take(k).map(|o| o.bytes.len()).sum();
-                                let mut b = bytes::BytesMut::with_capacity(len);
-                                for o in q.iter().take(k) {
-                                    b.extend_from_slice(&o.bytes);
+                            // One copy, into the write-queue item (a writev of every piece
+                            // would save it but cost an item per piece in the bounded queue).
+                            let len = q.iter().take(k).map(Out::len).sum();
+                            let mut b = bytes::BytesMut::with_capacity(len);
+                            for o in q.iter().take(k) {
+                                for piece in o.pieces() {
+                                    b.extend_from_slice(piece);
                                 }
-                                b.freeze()
-                            };
+                            }
+                            let item = b.freeze();
                             let n = item.len() as u64;
                             match tx.try_send(item) {
                                 Ok(()) => {
@@ -333,8 +369,8 @@ fn run(shared: Weak<Shared>, rtp: UdpSocket, rtcp: UdpSocket, metrics: Arc<Metri
 fn send_all(rtp: &UdpSocket, rtcp: &UdpSocket, batch: &mut Vec<Dgram>) {
     let mut i = 0;
     while i < batch.len() {
-        let kind = batch[i].rtcp;
-        let run = batch[i..].iter().take_while(|d| d.rtcp == kind).count();
+        let kind = batch[i].out.rtcp;
+        let run = batch[i..].iter().take_while(|d| d.out.rtcp == kind).count();
         let sock = if kind { rtcp } else { rtp };
         let mut sent = 0;
         let mut stalls = 0;
@@ -359,23 +395,30 @@ fn send_all(rtp: &UdpSocket, rtcp: &UdpSocket, batch: &mut Vec<Dgram>) {
 fn sendmmsg(sock: &UdpSocket, d: &[Dgram]) -> io::Result<usize> {
     let names: Vec<(libc::sockaddr_storage, libc::socklen_t)> =
         d.iter().map(|x| sockaddr(&x.to)).collect();
-    let mut iov: Vec<libc::iovec> = d
+    // Every datagram's non-empty pieces, gathered by the kernel.
+    let mut iov: Vec<libc::iovec> = Vec::with_capacity(d.len() * 3);
+    let mut spans = Vec::with_capacity(d.len());
+    for x in d {
+        let first = iov.len();
+        for piece in x.out.pieces().into_iter().filter(|p| !p.is_empty()) {
+            iov.push(libc::iovec {
+                iov_base: piece.as_ptr() as *mut _,
+                iov_len: piece.len(),
+            });
+        }
+        spans.push((first, iov.len() - first));
+    }
+    let mut msgs: Vec<libc::mmsghdr> = spans
         .iter()
-        .map(|x| libc::iovec {
-            iov_base: x.bytes.as_ptr() as *mut _,
-            iov_len: x.bytes.len(),
-        })
-        .collect();
-    let mut msgs: Vec<libc::mmsghdr> = iov
-        .iter_mut()
         .zip(&names)
-        .map(|(v, (ss, len))| {
+        .map(|(&(first, n), (ss, len))| {
             // SAFETY: mmsghdr is plain old data; zero is a valid starting value.
             let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
             m.msg_hdr.msg_name = ss as *const _ as *mut libc::c_void;
             m.msg_hdr.msg_namelen = *len;
-            m.msg_hdr.msg_iov = v;
-            m.msg_hdr.msg_iovlen = 1;
+            // `iov` is complete and not touched again while `msgs` lives.
+            m.msg_hdr.msg_iov = iov[first..].as_ptr() as *mut libc::iovec;
+            m.msg_hdr.msg_iovlen = n;
             m
         })
         .collect();
@@ -435,13 +478,18 @@ mod tests {
     use super::*;
 
     fn out(due: Instant, seq: u16) -> Out {
-        Out {
+        // A head, and a body in two parts: the datagram is their concatenation.
+        Out::new(
             due,
-            bytes: Bytes::from(vec![seq as u8; 100]),
-            rtcp: false,
+            &[seq as u8; 10],
+            [
+                Bytes::from(vec![seq as u8; 60]),
+                Bytes::from(vec![seq as u8; 30]),
+            ],
+            false,
             seq,
-            pos: seq as u64 * 100,
-        }
+            seq as u64 * 100,
+        )
     }
 
     #[test]
