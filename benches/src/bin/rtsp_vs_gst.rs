@@ -332,6 +332,24 @@ fn main() -> Result<()> {
         only.contains(&what) || !kind.iter().any(|k| only.contains(k))
     };
     let t_all = Instant::now();
+    if wants("gst", ["sluice", "gst"]) {
+        // Before any ramp: a missing peer must not cost the runs made before it.
+        let ok = Command::new("/usr/bin/python3")
+            .args([
+                "-c",
+                "import gi; gi.require_version('GstRtspServer', '1.0'); \
+                 from gi.repository import GstRtspServer",
+            ])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            bail!(
+                "gst-rtsp-server is not installed (apt-get install gir1.2-gst-rtsp-server-1.0 \
+                 python3-gi), or run with --only sluice"
+            );
+        }
+    }
     let src = media()?;
     let dir = bench_dir().join(format!("rtsp-run.{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
