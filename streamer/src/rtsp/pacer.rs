@@ -145,6 +145,11 @@ impl Pacer {
         while self.scanned + PACKET_LEN as u64 <= self.end {
             let pos = self.scanned;
             self.scanned += PACKET_LEN as u64;
+            if pos < self.base {
+                // Already handed out and dropped (bytes pushed after the end was given away):
+                // nothing to pace by any more.
+                continue;
+            }
             self.copy_at(pos, &mut head);
             let p = &head;
             if p[0] != SYNC || p[3] & 0x20 == 0 || p[4] < 7 || p[5] & 0x10 == 0 {
@@ -349,5 +354,11 @@ mod tests {
         g.push(Bytes::from(vec![0u8; 1000]));
         g.finish();
         assert_eq!(drain(&mut g).iter().map(Payload::len).sum::<usize>(), 1000);
+        // Bytes pushed after a partial last packet went out: no panic, they go out too.
+        g.push(Bytes::from(s[..PAYLOAD_LEN].to_vec()));
+        assert_eq!(
+            drain(&mut g).iter().map(Payload::len).sum::<usize>(),
+            PAYLOAD_LEN
+        );
     }
 }
