@@ -179,7 +179,6 @@ struct Run {
     size: u64,
     /// The reader's failover count already added to the metrics.
     failovers_seen: u64,
-    /// Where packets are written before they are split off to the lane.
     /// The PLAY reply is not queued yet: hold the packets back.
     go: Option<oneshot::Receiver<()>>,
     /// The pacer could not give a payload from what it holds: it needs more bytes.
