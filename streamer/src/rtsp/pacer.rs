@@ -121,17 +121,20 @@ impl Pacer {
     }
 
     /// Copies the bytes at `pos..pos + out.len()` (all pushed and not dropped) into `out`.
+    /// The scan asks for positions near the end, so the chunk holding `pos` is looked for from
+    /// the back (one step, usually, whatever the read-ahead held).
     fn copy_at(&self, pos: u64, out: &mut [u8]) {
-        let mut at = pos - self.base;
+        let mut start = self.end;
+        let mut first = self.chunks.len();
+        while first > 0 && start > pos {
+            first -= 1;
+            start -= self.chunks[first].len() as u64;
+        }
+        let mut at = (pos - start) as usize;
         let mut done = 0;
-        for c in &self.chunks {
-            let len = c.len() as u64;
-            if at >= len {
-                at -= len;
-                continue;
-            }
-            let n = (c.len() - at as usize).min(out.len() - done);
-            out[done..done + n].copy_from_slice(&c[at as usize..at as usize + n]);
+        for c in self.chunks.range(first..) {
+            let n = (c.len() - at).min(out.len() - done);
+            out[done..done + n].copy_from_slice(&c[at..at + n]);
             done += n;
             at = 0;
             if done == out.len() {
