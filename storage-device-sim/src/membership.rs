@@ -626,11 +626,22 @@ mod tests {
         for th in threads {
             th.join().unwrap();
         }
+        // With the beats stopped the detector still runs: every node goes down within the
+        // timeout and then nothing changes. Compare only once that state is reached, so no
+        // event can land between the snapshot and the drain.
+        let settled = Instant::now();
+        let snap = loop {
+            let snap = m.snapshot();
+            if snap.iter().all(|(_, _, h)| *h == Health::Down) {
+                break snap;
+            }
+            assert!(settled.elapsed() < SLACK, "nodes still up: {snap:?}");
+            std::thread::sleep(Duration::from_millis(5));
+        };
         drain(&mut rx, &mut seen);
         assert!(seen.len() > 10, "{} events", seen.len());
         assert_no_duplicates(&seen);
         let nodes: HashSet<&str> = seen.iter().map(|c| c.node.as_str()).collect();
-        let snap = m.snapshot();
         for (node, _, health) in &snap {
             if nodes.contains(node.as_str()) {
                 let last = seen.iter().rev().find(|c| c.node == *node).unwrap();
