@@ -6,9 +6,11 @@
 //! For each chunk (the device's buffer size, 1 MiB by default) the replica reader asks the
 //! current replica's device to `SPLICE` the file's pages into this connection's pipe
 //! ([`storage_device_sim::pipe`]). When `cachestat(2)` says every page is cached and no knob
-//! acts, this thread does it on its own small io_uring (`storage_device_sim::inline`: no
-//! hand-off; measured 0.73–0.85× → 0.75–0.99× nginx's throughput, 1.30–1.84× → 1.25–1.34× its
-//! CPU per GiB). Otherwise the device's ring thread does it (a cold page is read by an io_uring
+//! acts, this thread does it itself with `splice(2)` (`storage_device_sim::inline`: no
+//! hand-off to the ring thread, nor to an io_uring worker; measured 0.73–0.85× → 0.75–0.99×
+//! nginx's throughput and 1.30–1.84× → 1.25–1.34× its CPU per GiB when the hand-off to the
+//! ring thread went, and less CPU again when io_uring's worker went, see that module).
+//! Otherwise the device's ring thread does it (a cold page is read by an io_uring
 //! worker, so this event loop never blocks on the disk), applies the node's knobs (bandwidth,
 //! latency, EIO, stall, crash) while the bytes wait in the pipe, and answers with the count.
 //! This task then `splice(2)`s the pipe into the socket (non-blocking, driven by the socket's

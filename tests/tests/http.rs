@@ -1478,11 +1478,19 @@ fn catalog_and_metrics_describe_what_was_served() {
     report.finish();
 }
 
-/// The streamer's reads go through io_uring: `strace -f -e trace=io_uring_enter` on it logs
-/// calls once it has served GETs (issue 3: "the streamer's reads go through this ring").
+/// The streamer's disk reads go through io_uring: `strace -f -e trace=io_uring_enter` on it
+/// logs calls once it has served GETs of a content evicted from the page cache (issue 3: "the
+/// streamer's reads go through this ring"). Page-cache hits are spliced by the connection's
+/// thread without io_uring (`storage_device_sim::inline`), so the pages are dropped first; the
+/// store lives under the target folder, a real disk (a tmpfs cannot drop its pages).
 #[test]
 fn streamer_reads_go_through_io_uring() {
-    let c = one_host(&fixture_clip(), "clip");
+    let store = tempfile::Builder::new()
+        .prefix("sluice-http-uring-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .expect("tempdir");
+    install(store.path(), &fixture_clip(), "clip", 1);
+    let c = loaded(store, "clip");
     let log = c.store.path().join("strace.log");
     let mut cmd = server::bounded(need("strace"));
     cmd.args(["-f", "-e", "trace=io_uring_enter", "-o"])
@@ -1507,6 +1515,7 @@ fn streamer_reads_go_through_io_uring() {
     let before = count(&fs::read_to_string(&log).unwrap_or_default());
     let mut report = Report::new(format!("streamer under strace ({})", srv.command()));
     for i in 0..5 {
+        evict(c.store.path());
         let r = must_get(addr, &c.ts_path());
         report.check(r.status == 200 && r.body == c.file, || {
             format!(
@@ -1528,4 +1537,20 @@ fn streamer_reads_go_through_io_uring() {
         )
     });
     report.finish();
+}
+
+/// Drop every file of `dir` (recursively) from the page cache: written back, then
+/// `POSIX_FADV_DONTNEED`.
+fn evict(dir: &Path) {
+    use std::os::fd::AsRawFd;
+    for e in fs::read_dir(dir).expect("read_dir").flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            evict(&p);
+        } else if let Ok(f) = fs::File::open(&p) {
+            let _ = f.sync_all();
+            // SAFETY: a plain call on an fd we hold.
+            unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        }
+    }
 }
