@@ -374,9 +374,9 @@ impl Device {
         Ok(Arc::clone(files.entry(key.to_string()).or_insert(of)))
     }
 
-    /// Checks and the fd; `None` for an empty read.
-    fn prepare(&self, rel: &str, offset: u64, len: usize) -> Result<Option<Prepared>> {
-        let max = self.inner.cfg.buffer_size;
+    /// Checks and the fd; `None` for an empty read. `max`: the most one request may move (a
+    /// read's buffer; a splice's pipe, which holds page references and no buffer).
+    fn prepare(&self, rel: &str, offset: u64, len: usize, max: usize) -> Result<Option<Prepared>> {
         if len > max {
             return Err(StorageError::TooLarge { len, max });
         }
@@ -580,7 +580,7 @@ impl Device {
     /// Cancellation-safe: dropping the future returns the buffer when the read completes.
     pub async fn read(&self, rel: &str, offset: u64, len: usize) -> Result<Bytes> {
         let started = Instant::now();
-        let p = match self.prepare(rel, offset, len) {
+        let p = match self.prepare(rel, offset, len, self.inner.cfg.buffer_size) {
             Ok(Some(p)) => p,
             Ok(None) => return Ok(Bytes::new()),
             Err(e) => return self.count_err(started, Err(e)),
@@ -623,8 +623,9 @@ impl Device {
             ));
             return self.count_err(started, Err(e));
         }
+        // A splice is bounded by the pipe, not by the pool's buffers (it uses none).
         let len = len.min(pipe.capacity());
-        let p = match self.prepare(rel, offset, len) {
+        let p = match self.prepare(rel, offset, len, pipe.capacity()) {
             Ok(Some(p)) => p,
             Ok(None) => return Ok(0),
             Err(e) => return self.count_err(started, Err(e)),
@@ -651,7 +652,7 @@ impl Device {
     /// blocks that worker).
     pub fn read_blocking(&self, rel: &str, offset: u64, len: usize) -> Result<Bytes> {
         let started = Instant::now();
-        let p = match self.prepare(rel, offset, len) {
+        let p = match self.prepare(rel, offset, len, self.inner.cfg.buffer_size) {
             Ok(Some(p)) => p,
             Ok(None) => return Ok(Bytes::new()),
             Err(e) => return self.count_err(started, Err(e)),

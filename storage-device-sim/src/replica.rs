@@ -19,6 +19,7 @@ use bytes::Bytes;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 /// Something a content can be read from by offset: a local io_uring device, or a remote
@@ -99,6 +100,8 @@ pub struct ReplicaReader {
     deadline: Duration,
     current: usize,
     failovers: u64,
+    /// The most one read into memory asks for (see [`with_read_max`](Self::with_read_max)).
+    read_max: usize,
 }
 
 impl ReplicaReader {
@@ -117,7 +120,16 @@ impl ReplicaReader {
             deadline,
             current: 0,
             failovers: 0,
+            read_max: usize::MAX,
         }
+    }
+
+    /// Bound each read into memory to `n` bytes (a device's buffer size): a
+    /// [`send_at`](Self::send_at) chunk larger than that, from a replica that cannot splice,
+    /// comes back short instead of being refused as too large.
+    pub fn with_read_max(mut self, n: usize) -> ReplicaReader {
+        self.read_max = n.max(1);
+        self
     }
 
     /// The node reads currently go to.
@@ -250,7 +262,7 @@ impl ReplicaReader {
                 return res.map(Chunk::Piped);
             }
         }
-        let f = r.source.read_at(&self.rel, offset, len);
+        let f = r.source.read_at(&self.rel, offset, len.min(self.read_max));
         self.bounded(r, f, watch_membership, deadline)
             .await
             .map(Chunk::Bytes)
@@ -265,6 +277,14 @@ impl ReplicaReader {
         watch_membership: bool,
         deadline: Duration,
     ) -> Result<T> {
+        // Most attempts finish at their first poll (a page-cache hit is done in the caller's
+        // thread): those need no timer and no membership subscription, which cost more than
+        // the splice itself at small chunks.
+        let mut attempt = std::pin::pin!(attempt);
+        let first = std::future::poll_fn(|cx| Poll::Ready(attempt.as_mut().poll(cx))).await;
+        if let Poll::Ready(res) = first {
+            return res;
+        }
         let read = tokio::time::timeout(deadline, attempt);
         let expired = || StorageError::Deadline {
             node: r.node.clone(),
@@ -274,6 +294,12 @@ impl ReplicaReader {
             return read.await.unwrap_or_else(|_| Err(expired()));
         };
         let mut changes = m.subscribe();
+        // Subscribed after the first poll: a fall in between is seen here instead.
+        if m.health(&r.node) == Health::Down {
+            return Err(StorageError::NodeDown {
+                node: r.node.clone(),
+            });
+        }
         let node = r.node.clone();
         let down = async move {
             loop {

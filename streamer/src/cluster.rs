@@ -30,6 +30,8 @@ pub struct Cluster {
     pub sources: BTreeMap<String, Arc<dyn ReadAt>>,
     pub membership: Arc<dyn Membership>,
     pub read_deadline: Duration,
+    /// The most one read into memory asks a node for (the device's buffer size).
+    pub read_max: usize,
     /// With etcd: whether this process is the elected controller (re-replication runs only
     /// there); `None` in one process, where it always runs.
     pub controller: Option<tokio::sync::watch::Receiver<bool>>,
@@ -221,6 +223,7 @@ impl Cluster {
             sources,
             membership,
             read_deadline: Duration::from_millis(cfg.read_deadline_ms.max(1)),
+            read_max: cfg.device.buffer_size,
             controller,
             load: Arc::default(),
             peers: Arc::new(crate::peers::Peers::new(registry, near)),
@@ -300,5 +303,6 @@ impl Cluster {
             Some(m),
             self.read_deadline,
         )
+        .with_read_max(self.read_max)
     }
 }

@@ -63,7 +63,8 @@ pub struct Server {
     pub cluster: Arc<Cluster>,
     pub catalog: Arc<Catalog>,
     pub metrics: Arc<Metrics>,
-    /// Bytes per storage read (the device's buffer size).
+    /// Bytes per step of a content body ([`crate::send::CHUNK`]; a replica that cannot splice
+    /// answers a step with at most its buffer size).
     pub chunk: usize,
     /// Timeouts and connection limits.
     pub limits: crate::limits::Limits,

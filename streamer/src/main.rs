@@ -391,7 +391,7 @@ async fn main() -> Result<()> {
     );
     tokio::spawn(cluster.peers.clone().run(cluster.load.clone()));
     let server = Arc::new(Server {
-        chunk: cfg.device.buffer_size,
+        chunk: streamer::send::CHUNK,
         cluster,
         catalog,
         metrics,

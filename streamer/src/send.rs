@@ -3,7 +3,7 @@
 //!
 //! # The path, and why it won
 //!
-//! For each chunk (the device's buffer size, 1 MiB by default) the replica reader asks the
+//! For each chunk ([`CHUNK`], 1 MiB) the replica reader asks the
 //! current replica's device to `SPLICE` the file's pages into this connection's pipe
 //! ([`storage_device_sim::pipe`]). When `cachestat(2)` says every page is cached and no knob
 //! acts, this thread does it itself with `splice(2)` (`storage_device_sim::inline`: no
@@ -66,6 +66,15 @@ use storage_device_sim::pipe::SplicePipe;
 use storage_device_sim::replica::{Chunk, ReplicaReader};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
+
+/// Bytes per step of a body: one splice into a pipe, then one drain of it into the socket.
+///
+/// A splice holds page references, not a buffer, so the step is not the device's buffer size
+/// (256 KiB by default, what an RTSP read copies): each step costs a replica walk, a
+/// `cachestat`, a splice and a wake-up per socket-full, so fewer, larger steps cost less per
+/// GiB. 1 MiB is the largest pipe an unprivileged process gets by default
+/// (`/proc/sys/fs/pipe-max-size`); [`SplicePipe`] takes what it is given below that.
+pub const CHUNK: usize = 1 << 20;
 
 /// Counts the body as an active session while it is being sent.
 struct Session<'a>(&'a Metrics);

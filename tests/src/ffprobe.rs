@@ -182,3 +182,22 @@ pub fn copy_through(file: &Path) -> Output {
             .args(["-c", "copy", "-f", "null", "-"]),
     )
 }
+
+/// Encode `secs` seconds of noisy 720p H.264 (6 Mbit/s, a keyframe every 2 s) with AAC into
+/// `out` (the container from its extension): a clip of about `secs` × 750 KB whose keyframes
+/// are large, for tests that need more bytes than the small fixtures have. Panics with
+/// ffmpeg's output if it fails.
+pub fn encode_noisy_720p(out: &std::path::Path, secs: u32) {
+    let enc = crate::process::run(
+        std::process::Command::new(tool("ffmpeg"))
+            .args(["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i"])
+            .arg(format!("testsrc2=size=1280x720:rate=25:duration={secs}"))
+            .args(["-f", "lavfi", "-i"])
+            .arg(format!("sine=duration={secs}"))
+            .args(["-vf", "noise=alls=20:allf=t", "-c:v", "libx264"])
+            .args(["-preset", "ultrafast", "-b:v", "6M", "-maxrate", "6M"])
+            .args(["-bufsize", "3M", "-g", "50", "-c:a", "aac", "-shortest"])
+            .arg(out),
+    );
+    assert!(enc.success(), "encoding {} failed\n{enc}", out.display());
+}

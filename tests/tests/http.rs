@@ -114,6 +114,27 @@ fn demo_clip() -> PathBuf {
     workspace_root().join("media-fixtures/demo/demo.mp4")
 }
 
+/// The streamer's body step (`streamer::send::CHUNK`): a fault test's file spans several.
+const BODY_STEP: u64 = 1 << 20;
+
+/// A ~3 MiB clip (4 s of noisy 720p at 6 Mbit/s), made once in the target folder: fault tests need a
+/// body of several steps, so that a fault can land after bytes of the main copy went out.
+fn big_clip() -> PathBuf {
+    static MADE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    MADE.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+        let path = dir.join("http-big-4s.mp4");
+        if !path.exists() {
+            // Made beside and renamed in: a run killed mid-encode leaves no half clip.
+            let tmp = dir.join(format!("http-big-4s.{}.mp4", std::process::id()));
+            ffprobe::encode_noisy_720p(&tmp, 4);
+            fs::rename(&tmp, &path).expect("rename the big clip");
+        }
+        path
+    })
+    .clone()
+}
+
 fn new_store() -> TempDir {
     tempfile::Builder::new()
         .prefix("sluice-http-")
@@ -800,11 +821,16 @@ fn failovers(p: &Page) -> f64 {
     p.sum(FAILOVERS, &[])
 }
 
-/// The main node crashes while it is sending (throttled to 100 KB/s): the body stays
-/// byte-exact, a failover is counted, and the node is soon reported down.
+/// The main node crashes while it is sending (throttled to 1 MB/s, the body several steps
+/// long): the body stays byte-exact, a failover is counted, and the node is soon reported down.
 #[test]
 fn crash_mid_response_fails_over_byte_exact() {
-    let c = two_hosts(&demo_clip(), "demo");
+    let c = two_hosts(&big_clip(), "big");
+    assert!(
+        c.size() > 2 * BODY_STEP,
+        "the big clip is {} bytes",
+        c.size()
+    );
     // A long read deadline, so that the crash, not slowness, is what moves the read.
     let srv = start_streamer(c.store.path(), &["--read-deadline-ms", "10000"]);
     let addr = srv.addr;
@@ -817,7 +843,7 @@ fn crash_mid_response_fails_over_byte_exact() {
         m0.value("sluice_node_up", &[("node", &main), ("host", &main_host)]) == Some(1.0),
         || format!("before the crash, sluice_node_up for {main} should be 1"),
     );
-    must_put_json(addr, &knobs_path(&main), &json!({"bandwidth": 100_000}));
+    must_put_json(addr, &knobs_path(&main), &json!({"bandwidth": 1_000_000}));
 
     let started = Instant::now();
     let mut ex = http_client::open(addr, "GET", &c.ts_path(), &[], &[])
@@ -954,15 +980,15 @@ fn stall_fails_over_after_the_read_deadline() {
 /// the other replica and the body is byte-exact.
 #[test]
 fn eio_on_the_main_copy_fails_over_byte_exact() {
-    let c = two_hosts(&demo_clip(), "demo");
+    let c = two_hosts(&big_clip(), "big");
     let srv = start_streamer(c.store.path(), &[]);
     let addr = srv.addr;
     let main = c.main_node();
     let mut report = Report::new(format!("EIO on {main} ({})", srv.command()));
-    let (eio_start, eio_end) = (300_000u64, 300_188u64);
+    let (eio_start, eio_end) = (BODY_STEP + 300_000, BODY_STEP + 300_188);
     assert!(
         c.size() > eio_end,
-        "the demo content is larger than {eio_end} bytes"
+        "the big content is larger than {eio_end} bytes"
     );
     let rel = format!("{}/content.ts", c.id);
     must_put_json(

@@ -174,29 +174,7 @@ fn ffmpeg_pulls_in_real_time_over_udp_and_tcp() {
 fn high_bitrate_content_keeps_real_time_pace() {
     let dir = tempfile::tempdir().expect("tempdir");
     let src = dir.path().join("big.mp4");
-    let enc = process::run(
-        Command::new(ffprobe::tool("ffmpeg"))
-            .args(["-nostdin", "-v", "error", "-y"])
-            .args([
-                "-f",
-                "lavfi",
-                "-i",
-                "testsrc2=size=1280x720:rate=25:duration=6",
-            ])
-            .args(["-f", "lavfi", "-i", "sine=duration=6"])
-            .args([
-                "-vf",
-                "noise=alls=20:allf=t",
-                "-c:v",
-                "libx264",
-                "-preset",
-                "ultrafast",
-            ])
-            .args(["-b:v", "6M", "-maxrate", "6M", "-bufsize", "3M", "-g", "50"])
-            .args(["-c:a", "aac", "-shortest"])
-            .arg(&src),
-    );
-    assert!(enc.success(), "encoding the clip failed\n{enc}");
+    ffprobe::encode_noisy_720p(&src, 6);
     let s = start_with(&src, &[]);
     let mut report = Report::new(format!("ffmpeg pulling 6 Mbit/s from {}", s.url()));
     let runs: Vec<_> = ["udp", "tcp"]
