@@ -46,9 +46,21 @@
 //! The split won: the only zero-copy shape that keeps the ring as the one owner of the file,
 //! the knobs and failover (bytes wait in the pipe while latency, stall or crash apply), never
 //! lets a client's speed hold the ring, and reads cold pages in an io_uring worker instead of
-//! this event loop. Against nginx (`http_vs_nginx`) it beats `sendfile` at 8 connections and
-//! is close at 64; the rows above say where the rest is (the cross-thread hand-off: a ring per
-//! event-loop thread would remove it).
+//! this event loop.
+//!
+//! # Where the CPU went, and what it cost per GiB
+//!
+//! A re-run of `sendpath` on 2026-12-03 (8 connections) did not reproduce the split's lead:
+//! sendfile 1.00, split 1.06× / 1.07×, `device` 0.93× / 1.01×. The kernel's share is the same
+//! for every zero-copy shape; what separates the streamer from nginx is what it does per
+//! request and per step. Measured with `httpload` at 4 KiB ranges (where only that counts),
+//! the streamer spent 46 µs of CPU per request against nginx's 16–19; perf put it in:
+//! io_uring's worker hand-off for the cached splice (23%), `statx` of the node folders by the
+//! catalog on every request (7%), and, per 256 KiB step, a timer and a membership
+//! subscription per replica attempt. Now: the cached splice is a plain `splice(2)`, the
+//! catalog re-checks at most every 100 ms, an attempt done at its first poll arms nothing, and
+//! a step is [`CHUNK`] (1 MiB, a quarter of the steps). `http_vs_nginx` went from 1.15–1.28×
+//! nginx's CPU per GiB to 0.97–1.05× (see the issue notes for the runs).
 //!
 //! Failover stays byte-exact: a failed or abandoned splice throws the pipe away (its content is
 //! unknown) and the next replica splices the same offset into a fresh one; bytes reach the
