@@ -263,6 +263,17 @@ impl Cluster {
         c: &crate::catalog::Content,
         face: crate::peers::Face,
     ) -> Option<String> {
+        // The session would read from one of the copies' hosts: when every one is on this
+        // machine (always, with a single streamer) there is nowhere to send it, and no need to
+        // weigh the load.
+        let all_near = c.nodes.iter().all(|n| {
+            self.topology
+                .host_of(n)
+                .is_none_or(|h| self.peers.is_near(&h.name))
+        });
+        if all_near {
+            return None;
+        }
         let bps = c.manifest.bitrate / 8;
         let host = self
             .load

@@ -79,8 +79,8 @@ impl Load {
         bps: u64,
     ) -> Option<(usize, String)> {
         let remote = self.remote.lock().unwrap_or_else(|e| e.into_inner());
-        let host_of = |n: &str| topology.host_of(n).map(|h| (h.name.clone(), h.egress_bps));
-        let healthy: Vec<(usize, String, Option<u64>)> = nodes
+        let host_of = |n: &str| topology.host_of(n).map(|h| (h.name.as_str(), h.egress_bps));
+        let healthy: Vec<(usize, &str, Option<u64>)> = nodes
             .iter()
             .enumerate()
             .filter(|(_, n)| health(n) == Health::Up)
@@ -91,8 +91,10 @@ impl Load {
             |h: &str| hosts.get(h).map_or(0, |l| l.sessions) + remote.get(h).map_or(0, |r| r.1);
         // The bound of bounded-load hashing, in sessions: ceil((1 + ε) × m / n) with m the
         // sessions on every host counting this one, n the hosts.
-        let all: std::collections::HashSet<&String> = hosts.keys().chain(remote.keys()).collect();
-        let m = all.iter().map(|h| count(h)).sum::<u64>() + 1;
+        // (Summing `count` over every host named locally or remotely is summing both maps.)
+        let m = hosts.values().map(|l| l.sessions).sum::<u64>()
+            + remote.values().map(|r| r.1).sum::<u64>()
+            + 1;
         let n = topology.hosts.len().max(1);
         let bound = ((1.0 + EPSILON) * m as f64 / n as f64).ceil() as u64;
         let fits =
@@ -106,7 +108,7 @@ impl Load {
                     cap.map_or(i128::MAX / 2 - used, |c| c as i128 - used)
                 })
             })
-            .map(|(i, h, _)| (*i, h.clone()))
+            .map(|(i, h, _)| (*i, h.to_string()))
     }
 
     /// The host a new session of `bps` would read from, without reserving anything (to
