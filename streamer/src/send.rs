@@ -268,7 +268,14 @@ pub fn stall_timeout() -> std::time::Duration {
 
 /// Wait until the socket takes bytes, at most the stall timeout (then `TimedOut`).
 pub async fn writable(stream: &TcpStream) -> io::Result<()> {
-    match tokio::time::timeout(stall_timeout(), stream.writable()).await {
+    // Usually the socket is writable already (its readiness is cached until a send returns
+    // `WouldBlock`): then no timer is armed, which costs more than the wait.
+    let mut ready = std::pin::pin!(stream.writable());
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(ready.as_mut().poll(cx))).await;
+    if let std::task::Poll::Ready(r) = first {
+        return r;
+    }
+    match tokio::time::timeout(stall_timeout(), ready).await {
         Ok(r) => r,
         Err(_) => Err(io::Error::new(
             io::ErrorKind::TimedOut,
