@@ -486,15 +486,9 @@ impl Device {
         })
     }
 
-    /// Splice `p` into `pipe` from the page cache in this thread ([`crate::inline`]); `None`:
-    /// send it to the ring thread (the pipe is still empty). An error leaves the pipe's content
-    /// unknown (the caller throws it away, as after any failed splice).
-    fn splice_inline(
-        &self,
-        p: &Prepared,
-        pipe: &SplicePipe,
-        started: Instant,
-    ) -> Option<Result<usize>> {
+    /// Splice `p` into `pipe` from the page cache in this thread ([`crate::inline`]): how many
+    /// bytes the pipe now holds; `None`: send it to the ring thread (the pipe is still empty).
+    fn splice_inline(&self, p: &Prepared, pipe: &SplicePipe, started: Instant) -> Option<usize> {
         if !self.inline_allowed() {
             return None;
         }
@@ -514,20 +508,13 @@ impl Device {
             pipe.write_fd(),
         );
         self.inline_done(&attempt);
-        let n = match attempt {
-            crate::inline::Attempt::Read { n, .. } => n,
-            crate::inline::Attempt::Lost => {
-                i.stats.record_err(started.elapsed());
-                return Some(Err(StorageError::Ring {
-                    node: i.name.clone(),
-                    source: std::io::Error::other("this thread's io_uring failed mid-splice"),
-                }));
-            }
-            _ => return None,
+        // A plain `splice(2)`: it reads or misses (the pipe then still empty), nothing else.
+        let crate::inline::Attempt::Read { n, .. } = attempt else {
+            return None;
         };
         let n = (n as usize).min(p.len);
         i.stats.record_ok(n, started.elapsed());
-        Some(Ok(n))
+        Some(n)
     }
 
     fn send(
@@ -630,8 +617,8 @@ impl Device {
             Ok(None) => return Ok(0),
             Err(e) => return self.count_err(started, Err(e)),
         };
-        if let Some(r) = self.splice_inline(&p, pipe, started) {
-            return r;
+        if let Some(n) = self.splice_inline(&p, pipe, started) {
+            return Ok(n);
         }
         let in_flight = InFlight::new(&self.inner.stats);
         let admitted = self.inner.admission.acquire().await;
