@@ -62,6 +62,15 @@
 //! a step is [`CHUNK`] (1 MiB, a quarter of the steps). `http_vs_nginx` went from 1.15–1.28×
 //! nginx's CPU per GiB to 0.97–1.05× (see the issue notes for the runs).
 //!
+//! # It depends on the kernel
+//!
+//! On kernel 6.18.44 (2026-12-03, another 2-core machine) the same `sendpath` run gave sendfile
+//! 1.00, split 2.71× / 0.38×, `device` 2.91× / 0.34×. `sendfile(2)` moves a file through the
+//! task's internal 16-page pipe, our 1 MiB pipe goes to the socket in one `splice`; why that
+//! is worth 2.7× on this machine and 1.06× on the earlier one was not pinned down. `http_vs_nginx` on that machine: 1.02–1.24× nginx's throughput on 4 MiB whole
+//! files and 1.48–2.54× on 1 MiB ranges, 0.47–0.93× its CPU per GiB, p99 0.64–1.08× (every
+//! run's header names its kernel; see the issue notes for the rounds).
+//!
 //! Failover stays byte-exact: a failed or abandoned splice throws the pipe away (its content is
 //! unknown) and the next replica splices the same offset into a fresh one; bytes reach the
 //! socket only after a splice succeeded. A replica that cannot splice (a remote

@@ -46,7 +46,8 @@
 use anyhow::{Context, Result, anyhow, bail};
 use sluice_benches::loadgen::{GIB, Report, percentile_ms};
 use sluice_benches::servers::{
-    Server, content_path, free_port, loadavg, ratio, run_ok, sibling, strip_ansi, wait_ready,
+    Server, content_path, free_port, kernel, loadavg, ratio, run_ok, sibling, strip_ansi,
+    wait_ready,
 };
 use sluice_benches::{bench_dir, clip};
 use std::fs::File;
@@ -404,7 +405,7 @@ fn main() -> Result<()> {
         .unwrap_or_default();
     println!(
         "http_vs_nginx: {nginx_version} (worker_processes {}{}, sendfile on, tcp_nopush on) vs streamer; \
-         {} CPUs; small content {small_len} B ({:.2} MiB), big content {big_len} B ({:.3} GiB); \
+         kernel {}, {} CPUs; small content {small_len} B ({:.2} MiB), big content {big_len} B ({:.3} GiB); \
          per server and case {} s measured in {} alternating slices, each after a {} s warm-up; \
          httpload with {} thread(s)",
         o.nginx_workers,
@@ -413,6 +414,7 @@ fn main() -> Result<()> {
         } else {
             ""
         },
+        kernel(),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         small_len as f64 / MIB as f64,
         big_len as f64 / GIB,

@@ -116,7 +116,10 @@ fn main() -> Result<()> {
             median(rs, &|r| r.p99_ms),
         )
     };
-    println!("\nmedians of {rounds} rounds of {duration} s per mode and connection count");
+    println!(
+        "\nmedians of {rounds} rounds of {duration} s per mode and connection count (kernel {})",
+        sluice_benches::servers::kernel()
+    );
     println!("| mode | conns | GiB/s | CPU-s/GiB | p99 ms | vs sendfile: thr / CPU |");
     println!("|---|---|---|---|---|---|");
     for (m, c, rs) in &rows {
