@@ -324,9 +324,7 @@ async fn main() -> Result<()> {
         cluster.controller.clone(),
     ));
     let metrics = Arc::new(Metrics::default());
-    let rtsp_listener = tokio::net::TcpListener::bind(&cfg.rtsp_listen)
-        .await
-        .with_context(|| format!("listening on {}", cfg.rtsp_listen))?;
+    let rtsp_listener = listen(&cfg.rtsp_listen, "RTSP", "--rtsp-listen").await?;
     let rtsp_local = rtsp_listener.local_addr()?;
     let rtsp = RtspServer::start(
         &rtsp_listener,
@@ -342,9 +340,7 @@ async fn main() -> Result<()> {
     .await
     .context("starting RTSP")?;
     tokio::spawn(rtsp.serve(rtsp_listener));
-    let listener = tokio::net::TcpListener::bind(&cfg.http_listen)
-        .await
-        .with_context(|| format!("listening on {}", cfg.http_listen))?;
+    let listener = listen(&cfg.http_listen, "HTTP", "--http-listen").await?;
     let local = listener.local_addr()?;
     let show = |a: std::net::SocketAddr| {
         if a.ip().is_unspecified() {
@@ -474,4 +470,41 @@ fn raise_fd_limit() -> Option<u64> {
         }
     }
     Some(l.rlim_cur)
+}
+
+/// Bind a listening socket; a port already taken (another streamer, or another server) says
+/// which flag moves it.
+async fn listen(addr: &str, face: &str, flag: &str) -> Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            anyhow::anyhow!(
+                "{face} address {addr} is already in use (another streamer running?): \
+                 stop it, or listen elsewhere with {flag} ADDR:PORT or in the configuration file"
+            )
+        } else {
+            anyhow::Error::new(e).context(format!("listening for {face} on {addr}"))
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn a_taken_port_names_the_flag_that_moves_it() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = taken.local_addr().expect("addr").to_string();
+        let e = super::listen(&addr, "RTSP", "--rtsp-listen")
+            .await
+            .expect_err("the port is taken");
+        let msg = e.to_string();
+        assert!(
+            msg.contains(&addr) && msg.contains("--rtsp-listen"),
+            "{msg}"
+        );
+        assert!(
+            super::listen("127.0.0.1:0", "HTTP", "--http-listen")
+                .await
+                .is_ok()
+        );
+    }
 }
