@@ -67,9 +67,16 @@
 //! On kernel 6.18.44 (2026-12-03, another 2-core machine) the same `sendpath` run gave sendfile
 //! 1.00, split 2.71× / 0.38×, `device` 2.91× / 0.34×. `sendfile(2)` moves a file through the
 //! task's internal 16-page pipe, our 1 MiB pipe goes to the socket in one `splice`; why that
-//! is worth 2.7× on this machine and 1.06× on the earlier one was not pinned down. `http_vs_nginx` on that machine: 1.02–1.24× nginx's throughput on 4 MiB whole
-//! files and 1.48–2.54× on 1 MiB ranges, 0.47–0.93× its CPU per GiB, p99 0.64–1.08× (every
-//! run's header names its kernel; see the issue notes for the rounds).
+//! is worth 2.7× on this machine and 1.06× on the earlier one was not pinned down.
+//!
+//! nginx's own setting matters as much: on that kernel `tcp_nopush off` took nginx from 4.2 to
+//! 5.5–7.9 GiB/s on 1 MiB ranges. Against nginx with `tcp_nopush on` the streamer did
+//! 1.04–2.54× its throughput at 0.47–0.93× its CPU per GiB on all four workloads (p99
+//! 0.63–1.16×); against `tcp_nopush off` it wins on 1 MiB ranges (1.18–1.61× throughput) and
+//! ties on 4 MiB files (0.92–1.17× throughput, 0.91–1.12× CPU per GiB). There over 90% of the
+//! streamer's CPU is `splice_to_socket`, the kernel's TCP send path (perf), which `sendfile`
+//! takes too: the two can only tie. `http_vs_nginx` measures against both settings; every run
+//! names its kernel.
 //!
 //! Failover stays byte-exact: a failed or abandoned splice throws the pipe away (its content is
 //! unknown) and the next replica splices the same offset into a fresh one; bytes reach the
@@ -95,6 +102,16 @@ use tokio::net::TcpStream;
 /// `cachestat`, a splice and a wake-up per socket-full, so fewer, larger steps cost less per
 /// GiB. 1 MiB is the largest pipe an unprivileged process gets by default
 /// (`/proc/sys/fs/pipe-max-size`); [`SplicePipe`] takes what it is given below that.
+///
+/// A step is in fact the pipe's [`SplicePipe::capacity`], 1 MiB − 4 KiB (a slot is kept for an
+/// unaligned start), so a 1 MiB range goes in two steps, the second 4 KiB. Measured on
+/// 2026-12-03 (kernel 6.18.44; two streamers side by side, alternating 2.5 s slices of
+/// `httpload`, 6 each), the obvious fix — whole 1 MiB steps from a page-aligned offset, which
+/// fill all 256 slots — was *slower*: 4 MiB files at 64 connections 4.58 vs 5.06 GiB/s and
+/// 0.298 vs 0.271 CPU-s/GiB, 1 MiB ranges 6.44 vs 7.03 GiB/s. 512 KiB steps were faster on
+/// 1 MiB ranges (8.75 vs 7.45 GiB/s, 0.172 vs 0.201 CPU-s/GiB) and slower on 4 MiB files
+/// (4.35 vs 4.63 GiB/s). Why a full pipe costs more was not pinned down; neither change was
+/// kept, since 4 MiB files are where the streamer is closest to nginx.
 pub const CHUNK: usize = 1 << 20;
 
 /// Counts the body as an active session while it is being sent.
