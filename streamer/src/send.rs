@@ -71,7 +71,7 @@
 //!
 //! nginx's own setting matters as much: on that kernel `tcp_nopush off` took nginx from 4.2 to
 //! 5.5–7.9 GiB/s on 1 MiB ranges. Against nginx with `tcp_nopush on` the streamer did
-//! 1.04–2.54× its throughput at 0.47–0.93× its CPU per GiB on all four workloads (p99
+//! 1.02–2.54× its throughput at 0.47–0.93× its CPU per GiB on all four workloads (p99
 //! 0.63–1.16×); against `tcp_nopush off` it wins on 1 MiB ranges (1.18–1.61× throughput) and
 //! ties on 4 MiB files (0.92–1.17× throughput, 0.91–1.12× CPU per GiB). There over 90% of the
 //! streamer's CPU is `splice_to_socket`, the kernel's TCP send path (perf), which `sendfile`
