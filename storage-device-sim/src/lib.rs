@@ -28,6 +28,7 @@ pub mod knobs;
 pub mod membership;
 pub mod node_server;
 pub mod pipe;
+pub mod pipe_pool;
 pub mod placement;
 pub mod pool;
 pub mod remote;

@@ -16,7 +16,9 @@
 //! takes a fresh one ([`SplicePipe::new`]); the ring's reference keeps the old fds open (and
 //! thus never reused by another file) until its splice completes.
 
+use crate::pipe_pool::Pool;
 use std::io;
+use std::mem::ManuallyDrop;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 /// Page size: a pipe holds whole pages (one slot per page touched), so an unaligned range of
@@ -24,18 +26,29 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 const PAGE: usize = 4096;
 
 /// A pipe for splicing, with the capacity it actually got.
-#[derive(Debug)]
+///
+/// One taken from the process's pool ([`crate::pipe_pool::take`]) goes back to it when dropped
+/// empty (every holder gone, so no splice into it is in flight); one dropped with bytes in
+/// it is closed, since nobody knows what they are.
 pub struct SplicePipe {
-    r: OwnedFd,
-    w: OwnedFd,
+    ends: ManuallyDrop<Ends>,
     capacity: usize,
+    /// The pool it goes back to when dropped empty.
+    pool: Option<&'static Pool>,
+}
+
+/// The two ends of a pipe.
+#[derive(Debug)]
+pub(crate) struct Ends {
+    pub(crate) r: OwnedFd,
+    pub(crate) w: OwnedFd,
 }
 
 impl SplicePipe {
     /// A pipe that takes at least `want` bytes at any alignment if the system allows it
     /// (`F_SETPIPE_SZ`; an unprivileged process is limited by `/proc/sys/fs/pipe-max-size`,
-    /// 1 MiB by default, and by `pipe-user-pages-soft` in all), else whatever it got: splice
-    /// no more than [`capacity`](Self::capacity) at once.
+    /// 1 MiB by default, and by `pipe-user-pages-soft` in all), else the largest it allows,
+    /// else whatever it got: splice no more than [`capacity`](Self::capacity) at once.
     pub fn new(want: usize) -> io::Result<SplicePipe> {
         let mut fds = [0; 2];
         // SAFETY: two ints for pipe2 to fill; the result is checked.
@@ -45,12 +58,19 @@ impl SplicePipe {
         // SAFETY: fresh fds this process owns.
         let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
         let want = want.clamp(PAGE, 1 << 30);
-        // With a page of slack first, then without (the limit is often exactly 1 MiB).
-        let set = [want + PAGE, want].into_iter().find_map(|size| {
-            // SAFETY: fcntl on our own pipe; failure is handled by asking its size.
-            let r = unsafe { libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, size as libc::c_int) };
-            (r > 0).then_some(r)
-        });
+        // With a page of slack first, then without (the limit is often exactly 1 MiB), then
+        // the largest power of two the system allows below that, down to 64 KiB.
+        let smaller = std::iter::successors(Some(want.next_power_of_two() / 2), |s| Some(s / 2))
+            .take_while(|&s| s >= 64 << 10);
+        let set = [want + PAGE, want]
+            .into_iter()
+            .chain(smaller)
+            .find_map(|size| {
+                // SAFETY: fcntl on our own pipe; failure is handled by asking its size.
+                let r =
+                    unsafe { libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, size as libc::c_int) };
+                (r > 0).then_some(r)
+            });
         let set = set.unwrap_or(0);
         let size = if set > 0 {
             set as usize
@@ -64,7 +84,33 @@ impl SplicePipe {
         };
         // One slot may hold a partial first page and another a partial last page.
         let capacity = size.saturating_sub(PAGE).max(PAGE);
-        Ok(SplicePipe { r, w, capacity })
+        Ok(SplicePipe::from_ends(Ends { r, w }, capacity, None))
+    }
+
+    /// This pipe, given back to the pool when dropped empty.
+    pub(crate) fn into_pooled(mut self, pool: &'static Pool) -> SplicePipe {
+        self.pool = Some(pool);
+        self
+    }
+
+    pub(crate) fn from_ends(
+        ends: Ends,
+        capacity: usize,
+        pool: Option<&'static Pool>,
+    ) -> SplicePipe {
+        SplicePipe {
+            ends: ManuallyDrop::new(ends),
+            capacity,
+            pool,
+        }
+    }
+
+    /// Bytes waiting in the pipe (`FIONREAD`), or `None` if the kernel will not say.
+    pub fn waiting(&self) -> Option<usize> {
+        let mut n: libc::c_int = 0;
+        // SAFETY: FIONREAD writes one int to a live local.
+        let r = unsafe { libc::ioctl(self.ends.r.as_raw_fd(), libc::FIONREAD, &mut n) };
+        (r == 0 && n >= 0).then_some(n as usize)
     }
 
     /// Bytes one splice may put in the (empty) pipe, whatever their alignment in the file.
@@ -74,12 +120,12 @@ impl SplicePipe {
 
     /// The read end (non-blocking): drain it into a socket.
     pub fn read_fd(&self) -> RawFd {
-        self.r.as_raw_fd()
+        self.ends.r.as_raw_fd()
     }
 
     /// The write end (non-blocking): the ring splices into it.
     pub fn write_fd(&self) -> RawFd {
-        self.w.as_raw_fd()
+        self.ends.w.as_raw_fd()
     }
 
     /// Move up to `len` bytes from the pipe to `out` (a socket) without blocking:
@@ -88,7 +134,7 @@ impl SplicePipe {
         // SAFETY: valid fds; null offsets (a pipe and a socket have none).
         let n = unsafe {
             libc::splice(
-                self.r.as_raw_fd(),
+                self.ends.r.as_raw_fd(),
                 std::ptr::null_mut(),
                 out,
                 std::ptr::null_mut(),
@@ -100,6 +146,27 @@ impl SplicePipe {
             return Err(io::Error::last_os_error());
         }
         Ok(n as usize)
+    }
+}
+
+impl std::fmt::Debug for SplicePipe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SplicePipe")
+            .field("read_fd", &self.read_fd())
+            .field("capacity", &self.capacity)
+            .field("pooled", &self.pool.is_some())
+            .finish()
+    }
+}
+
+impl Drop for SplicePipe {
+    fn drop(&mut self) {
+        let empty = self.pool.is_some() && self.waiting() == Some(0);
+        // SAFETY: taken once, here, and never used again.
+        let ends = unsafe { ManuallyDrop::take(&mut self.ends) };
+        if let Some(pool) = self.pool {
+            pool.give_back(ends, self.capacity, empty);
+        }
     }
 }
 

@@ -8,6 +8,7 @@
 //! header_timeout_secs = 10      # a request head not complete this long after it began: closed
 //! idle_timeout_secs = 60        # a connection with no request (and no RTSP session): closed
 //! send_timeout_secs = 60        # a client that takes no bytes for this long: closed
+//! max_splice_pipes = 0          # 64 KiB splice pipes open at once (0: what the kernel gives)
 //! max_connections = 10000       # concurrent connections overall (HTTP and RTSP each)
 //! max_connections_per_client = 1000
 //! max_sessions = 10000          # RTSP sessions overall (SETUP beyond: 453)
@@ -87,6 +88,8 @@ pub struct Config {
     pub header_timeout_secs: u64,
     pub idle_timeout_secs: u64,
     pub send_timeout_secs: u64,
+    /// Splice pipes open at once for HTTP bodies (0: as many as the kernel gives).
+    pub max_splice_pipes: usize,
     pub max_connections: usize,
     pub max_connections_per_client: usize,
     pub max_sessions: usize,
@@ -118,6 +121,7 @@ impl Default for Config {
             header_timeout_secs: 10,
             idle_timeout_secs: 60,
             send_timeout_secs: 60,
+            max_splice_pipes: 0,
             max_connections: 10_000,
             max_connections_per_client: 1000,
             max_sessions: 10_000,

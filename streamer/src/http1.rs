@@ -28,7 +28,7 @@
 //!   connection with no request for the idle timeout is closed ([`crate::limits::Limits`]).
 
 use crate::http::{Body, Server};
-use crate::send::{Pipes, send_content, write_all};
+use crate::send::{send_content, write_all};
 use bytes::{Buf, Bytes, BytesMut};
 use http_proto::Error;
 use http_proto::request;
@@ -153,8 +153,6 @@ struct Conn {
     stream: TcpStream,
     peer: SocketAddr,
     buf: BytesMut,
-    /// The connection's splice pipes (see `crate::send`), made on the first content body.
-    pipes: Pipes,
 }
 
 impl Conn {
@@ -164,7 +162,6 @@ impl Conn {
             stream,
             peer,
             buf: BytesMut::with_capacity(4096),
-            pipes: [None, None],
         }
     }
 
@@ -342,14 +339,7 @@ impl Conn {
                 // The head waits (MSG_MORE) to leave in the same segment as the body's start.
                 write_more(&self.stream, &head).await?;
                 let metrics = self.server.metrics.clone();
-                send_content(
-                    &self.stream,
-                    c,
-                    self.server.chunk,
-                    &mut self.pipes,
-                    &metrics,
-                )
-                .await
+                send_content(&self.stream, c, self.server.chunk, &metrics).await
             }
             Body::Content(_) => write_all(&self.stream, &head).await,
         }

@@ -81,6 +81,10 @@ struct Cli {
     /// seconds (default 60).
     #[arg(long)]
     send_timeout: Option<u64>,
+    /// Splice pipes (64 KiB each) open at once for HTTP bodies (default 0: as many as the
+    /// kernel gives); a body that finds none is copied through user space instead.
+    #[arg(long)]
+    max_splice_pipes: Option<usize>,
     /// Concurrent connections overall, HTTP and RTSP each (default 10000); beyond it HTTP
     /// answers 503 with Retry-After and RTSP closes.
     #[arg(long)]
@@ -232,6 +236,9 @@ fn load_config(cli: &Cli) -> Result<Config> {
     if let Some(s) = cli.send_timeout {
         cfg.send_timeout_secs = s;
     }
+    if let Some(n) = cli.max_splice_pipes {
+        cfg.max_splice_pipes = n;
+    }
     if let Some(n) = cli.max_connections {
         cfg.max_connections = n;
     }
@@ -293,6 +300,7 @@ async fn main() -> Result<()> {
         cfg.max_connections_per_client = limits.max_connections_per_client;
     }
     streamer::send::set_stall_timeout(std::time::Duration::from_secs(cfg.send_timeout_secs.max(1)));
+    storage_device_sim::pipe_pool::set_max_open(cfg.max_splice_pipes);
     if cfg.demo && !has_content(&cfg.store) {
         eprintln!(
             "streamer: the store {} is empty: installing the demo clip",

@@ -149,6 +149,30 @@ impl Metrics {
         );
         let _ = writeln!(s, "# TYPE sluice_active_sessions gauge");
         let _ = writeln!(s, "sluice_active_sessions {}", self.active());
+        let pipes = storage_device_sim::pipe_pool::stats();
+        let _ = writeln!(
+            s,
+            "# HELP sluice_splice_pipes Splice pipes of the process's pool, by state."
+        );
+        let _ = writeln!(s, "# TYPE sluice_splice_pipes gauge");
+        let _ = writeln!(s, "sluice_splice_pipes{{state=\"idle\"}} {}", pipes.idle);
+        let _ = writeln!(
+            s,
+            "sluice_splice_pipes{{state=\"busy\"}} {}",
+            pipes.open - pipes.idle
+        );
+        let _ = writeln!(
+            s,
+            "# HELP sluice_splice_pipe_bytes Bytes one step may splice into a pooled pipe."
+        );
+        let _ = writeln!(s, "# TYPE sluice_splice_pipe_bytes gauge");
+        let _ = writeln!(s, "sluice_splice_pipe_bytes {}", pipes.capacity);
+        let _ = writeln!(
+            s,
+            "# HELP sluice_splice_pipe_refusals_total Splice pipes asked for and not given: the kernel's budget or --max-splice-pipes spent (the body is copied)."
+        );
+        let _ = writeln!(s, "# TYPE sluice_splice_pipe_refusals_total counter");
+        let _ = writeln!(s, "sluice_splice_pipe_refusals_total {}", pipes.refusals);
         let _ = writeln!(
             s,
             "# HELP sluice_rtsp_sessions RTSP sessions set up and not ended."

@@ -3,8 +3,8 @@
 //!
 //! # The path, and why it won
 //!
-//! For each chunk ([`CHUNK`], 1 MiB) the replica reader asks the
-//! current replica's device to `SPLICE` the file's pages into this connection's pipe
+//! For each step (a pipe's worth, 60 KiB) the replica reader asks the
+//! current replica's device to `SPLICE` the file's pages into a pipe
 //! ([`storage_device_sim::pipe`]). When `cachestat(2)` says every page is cached and no knob
 //! acts, this thread does it itself with `splice(2)` (`storage_device_sim::inline`: no
 //! hand-off to the ring thread, nor to an io_uring worker; measured 0.73–0.85× → 0.75–0.99×
@@ -17,8 +17,10 @@
 //! readiness). The pipe carries page references: page cache → socket with no
 //! copy at all in this process, which is what `sendfile(2)` gives nginx.
 //!
-//! Chunk k+1 is spliced into the connection's second pipe while chunk k goes out, so the
-//! socket does not wait for the ring between chunks.
+//! Chunk k+1 is spliced into a second pipe while chunk k goes out, so the socket does not wait
+//! for the ring between chunks. Pipes come from the process's pool
+//! ([`storage_device_sim::pipe_pool`]: 64 KiB pipes, within the kernel's per-user pipe
+//! budget), taken for a body and given back drained.
 //!
 //! `benches/src/bin/sendpath.rs` measured the candidates (1 GiB file in the page cache,
 //! loopback, 1 MiB random ranges, the `httpload` client; medians of 3 interleaved rounds on
@@ -70,13 +72,15 @@
 //! is worth 2.7× on this machine and 1.06× on the earlier one was not pinned down.
 //!
 //! nginx's own setting matters as much: on that kernel `tcp_nopush off` took nginx from 4.2 to
-//! 5.5–7.9 GiB/s on 1 MiB ranges. Against nginx with `tcp_nopush on` the streamer did
-//! 1.02–2.54× its throughput at 0.47–0.93× its CPU per GiB on all four workloads (p99
-//! 0.63–1.16×); against `tcp_nopush off` it wins on 1 MiB ranges (1.18–1.61× throughput) and
-//! ties on 4 MiB files (0.92–1.17× throughput, 0.91–1.12× CPU per GiB). There over 90% of the
-//! streamer's CPU is `splice_to_socket`, the kernel's TCP send path (perf), which `sendfile`
-//! takes too: the two can only tie. `http_vs_nginx` measures against both settings; every run
-//! names its kernel.
+//! 5.5–7.9 GiB/s on 1 MiB ranges. With 1 MiB pipes the streamer beat nginx with `tcp_nopush
+//! on` on all four workloads but only tied `tcp_nopush off` on 4 MiB files (0.92–1.17×
+//! throughput, 0.91–1.12× CPU per GiB), over 90% of its CPU in `splice_to_socket`, the
+//! kernel's TCP send path that `sendfile` takes too. What moved it was the shape of what
+//! reaches that path: with 64 KiB pipes (a step is one loopback TCP segment, see
+//! [`pipe_pool`]) the first full `http_vs_nginx` run gave 1.22× / 0.85× / 0.49× (throughput,
+//! CPU per GiB, p99) against `tcp_nopush off` on 4 MiB files at 64 connections, and met the
+//! goal on every workload against both settings. `http_vs_nginx` measures against both;
+//! every run names its kernel.
 //!
 //! Failover stays byte-exact: a failed or abandoned splice throws the pipe away (its content is
 //! unknown) and the next replica splices the same offset into a fresh one; bytes reach the
@@ -91,30 +95,22 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 use storage_device_sim::pipe::SplicePipe;
+use storage_device_sim::pipe_pool;
 use storage_device_sim::replica::{Chunk, ReplicaReader};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
-/// Bytes per step of a body: one splice into a pipe, then one drain of it into the socket.
+/// Bytes per step of a body at most: one storage read. A spliced step is bounded by its pipe's
+/// capacity, 60 KiB ([`pipe_pool::PIPE_SIZE`] less a page kept for an unaligned start; why that
+/// size won is in [`pipe_pool`]), so this bounds what a replica that cannot splice is asked
+/// for (it answers with at most its buffer size, 256 KiB by default).
 ///
-/// A splice holds page references, not a buffer, so the step is not the device's buffer size
-/// (256 KiB by default, what an RTSP read copies): each step costs a replica walk, a
-/// `cachestat`, a splice and a wake-up per socket-full, so fewer, larger steps cost less per
-/// GiB. 1 MiB is the largest pipe an unprivileged process gets by default
-/// (`/proc/sys/fs/pipe-max-size`); [`SplicePipe`] takes what it is given below that.
-///
-/// A step is in fact the pipe's [`SplicePipe::capacity`], 1 MiB − 4 KiB (a slot is kept for an
-/// unaligned start), so a 1 MiB range goes in two steps, the second 4 KiB. Measured on
-/// 2026-12-03 (kernel 6.18.44; two streamers side by side, alternating 2.5 s slices of
-/// `httpload`, 6 each), the obvious fix — whole 1 MiB steps from a page-aligned offset, which
-/// fill all 256 slots — was *slower*: 4 MiB files at 64 connections 4.58 vs 5.06 GiB/s and
-/// 0.298 vs 0.271 CPU-s/GiB, 1 MiB ranges 6.44 vs 7.03 GiB/s. 512 KiB steps were faster on
-/// 1 MiB ranges (8.75 vs 7.45 GiB/s, 0.172 vs 0.201 CPU-s/GiB) and slower on 4 MiB files
-/// (4.35 vs 4.63 GiB/s); so were even, page-rounded steps (a 4 MiB file in five of 820 KiB:
-/// 4.81 vs 5.07 GiB/s; 1 MiB ranges 8.06 vs 7.67). None of these was kept, since 4 MiB files
-/// are where the streamer is closest to nginx. A later re-check on a busier machine saw no
-/// consistent difference between 255- and 256-page steps, and the same ~28,000 TCP segments
-/// per GiB (`nstat`) for both: these effects may be smaller than the runs above suggest.
+/// Before the pool, steps of 1 MiB − 4 KiB were measured against other shapes (2026-12-03,
+/// kernel 6.18.44; two streamers side by side, alternating 2.5 s slices of `httpload`): whole
+/// 1 MiB steps from a page-aligned offset were *slower* on 4 MiB files at 64 connections
+/// (4.58 vs 5.06 GiB/s), 512 KiB steps faster on 1 MiB ranges and slower on 4 MiB files.
+/// Those steps were all larger than one TCP segment on loopback; see [`pipe_pool`] for why
+/// that, not their alignment, was what cost.
 pub const CHUNK: usize = 1 << 20;
 
 /// Counts the body as an active session while it is being sent.
@@ -133,35 +129,26 @@ impl Drop for Session<'_> {
     }
 }
 
-/// The connection's two pipes: one going out to the socket while the ring fills the other.
-pub type Pipes = [Option<Arc<SplicePipe>>; 2];
-
-/// Send `body` on `stream`, `chunk` bytes per storage read. `pipes` are the connection's,
-/// kept across requests (made on first use, replaced after a failure). Chunk k+1 is fetched
-/// (spliced into the other pipe by the ring) while chunk k goes out. An error means the
-/// response is cut: the caller closes the connection.
+/// Send `body` on `stream`, `chunk` bytes per storage read at most (a step is also bounded by
+/// its pipe's capacity). Chunk k+1 is fetched (spliced into a second pipe) while chunk k goes
+/// out; when the pool has no second pipe (the kernel's pipe budget or the operator's limit is
+/// spent, see [`storage_device_sim::pipe_pool`]) the one pipe is refilled once drained, and
+/// with no pipe at all the body is read and written. The pipes go back to the pool at the end.
+/// An error means the response is cut: the caller closes the connection.
 pub async fn send_content(
     stream: &TcpStream,
     mut body: ContentBody,
     chunk: usize,
-    pipes: &mut Pipes,
     metrics: &Metrics,
 ) -> io::Result<()> {
     let _session = Session::start(metrics);
     let chunk = chunk.max(4096);
     let len_at = |pos: u64| ((body.end - pos) as usize).min(chunk);
+    let mut pipes: [Option<Arc<SplicePipe>>; 2] = [take_pipe(), None];
     let mut failovers_seen = body.reader.failovers();
     let mut cur = 0;
     let mut pos = body.start;
-    let mut fetched = fetch(
-        &mut body.reader,
-        pos,
-        len_at(pos),
-        &mut pipes[cur],
-        chunk,
-        metrics,
-    )
-    .await;
+    let mut fetched = fetch(&mut body.reader, pos, len_at(pos), &mut pipes[cur], metrics).await;
     loop {
         let f = body.reader.failovers();
         if f > failovers_seen {
@@ -174,49 +161,81 @@ pub async fn send_content(
         metrics.bytes(body.route, n as u64);
         let pipe = pipes[cur].clone();
         let out = deliver(stream, chunk_now, n, pipe.as_deref());
-        let sent = if next < body.end {
-            let other = 1 - cur;
+        let other = 1 - cur;
+        if next < body.end && pipes[cur].is_some() && pipes[other].is_none() {
+            pipes[other] = take_pipe();
+        }
+        let sent = if next >= body.end {
+            fetched = Ok(Chunk::Piped(0));
+            out.await
+        } else if pipes[cur].is_none() || pipes[other].is_some() {
             let prefetch = fetch(
                 &mut body.reader,
                 next,
                 len_at(next),
                 &mut pipes[other],
-                chunk,
                 metrics,
             );
             let (sent, got) = tokio::join!(out, prefetch);
             fetched = got;
+            cur = other;
             sent
         } else {
-            fetched = Ok(Chunk::Piped(0));
-            out.await
+            // One pipe: it is refilled once drained.
+            let sent = out.await;
+            fetched = match sent {
+                Ok(()) => {
+                    fetch(
+                        &mut body.reader,
+                        next,
+                        len_at(next),
+                        &mut pipes[cur],
+                        metrics,
+                    )
+                    .await
+                }
+                Err(_) => Ok(Chunk::Piped(0)),
+            };
+            sent
         };
         if sent.is_err() {
-            // Part of the chunk may still be in the pipe.
-            pipes[cur] = None;
+            // Part of a chunk may still be in its pipe: closed, not given back.
+            pipes = [None, None];
         }
         sent?;
         pos = next;
         if pos >= body.end {
             return Ok(());
         }
-        cur = 1 - cur;
     }
 }
 
-/// One chunk from the replicas, into `pipe` (made here, `chunk` bytes, if there is none).
+/// A pipe from the process's pool; the first refusal is said once, with what lifts it.
+fn take_pipe() -> Option<Arc<SplicePipe>> {
+    static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let p = pipe_pool::take();
+    if p.is_none() && !SAID.swap(true, Ordering::Relaxed) {
+        let st = pipe_pool::stats();
+        tracing::warn!(
+            pipes = st.open,
+            "no splice pipe to be had (max_splice_pipes reached, or the kernel refused one: \
+             the user's fs.pipe-user-pages-soft budget is spent): bodies beyond these pipes \
+             are copied through user space, slower. Raise the limit or fs.pipe-user-pages-soft \
+             (sysctl), or run with CAP_SYS_RESOURCE"
+        );
+    }
+    p.map(Arc::new)
+}
+
+/// One chunk from the replicas, into `pipe` if there is one (a failed splice drops it, and the
+/// replica reader takes another from the pool or reads).
 async fn fetch(
     reader: &mut ReplicaReader,
     pos: u64,
     len: usize,
     pipe: &mut Option<Arc<SplicePipe>>,
-    chunk: usize,
     metrics: &Metrics,
 ) -> storage_device_sim::Result<Chunk> {
-    if pipe.is_none() {
-        // Without a pipe (fd limit), send_at makes one per attempt or reads instead.
-        *pipe = SplicePipe::new(chunk).ok().map(Arc::new);
-    }
     let started = Instant::now();
     let res = reader.send_at(pos, len, pipe).await;
     metrics.observe_read(started.elapsed());

@@ -1040,16 +1040,29 @@ fn eio_on_the_main_copy_fails_over_byte_exact() {
 /// the streamer stays up.
 #[test]
 fn two_hundred_concurrent_clients_get_correct_bodies() {
-    const CLIENTS: usize = 200;
+    concurrent_clients(200, &[], None);
+}
+
+/// With only 3 splice pipes for 40 clients, most bodies find none (or only one) and are copied
+/// through user space, or refill their one pipe: every body is still byte-exact, and every
+/// pipe is given back (or closed) at the end.
+#[test]
+fn bodies_without_a_splice_pipe_are_copied_byte_exact() {
+    concurrent_clients(40, &["--max-splice-pipes", "3"], Some(3));
+}
+
+/// `clients` threads at once, half whole GETs and half random ranges; `max_pipes`: the
+/// streamer's `--max-splice-pipes`, checked against its metrics.
+fn concurrent_clients(clients: usize, extra: &[&str], max_pipes: Option<usize>) {
     let c = one_host(&fixture_clip(), "clip");
-    let mut srv = start_streamer(c.store.path(), &[]);
+    let mut srv = start_streamer(c.store.path(), extra);
     let addr = srv.addr;
     let file = Arc::new(c.file.clone());
     let ts = c.ts_path();
     let gate = Arc::new((Mutex::new(false), Condvar::new()));
     let before = metrics(addr);
     let mut handles = Vec::new();
-    for i in 0..CLIENTS {
+    for i in 0..clients {
         let (file, ts, gate) = (file.clone(), ts.clone(), gate.clone());
         let h = std::thread::Builder::new()
             .name(format!("client-{i}"))
@@ -1110,12 +1123,12 @@ fn two_hundred_concurrent_clients_get_correct_bodies() {
     }
     let elapsed = started.elapsed();
     let mut report = Report::new(format!(
-        "{CLIENTS} concurrent clients of {} (took {elapsed:?})",
+        "{clients} concurrent clients of {} (took {elapsed:?})",
         srv.command()
     ));
     report.check(failures.is_empty(), || {
         format!(
-            "{} of {CLIENTS} clients got a wrong answer; the first ones:\n{}",
+            "{} of {clients} clients got a wrong answer; the first ones:\n{}",
             failures.len(),
             failures
                 .iter()
@@ -1134,8 +1147,8 @@ fn two_hundred_concurrent_clients_get_correct_bodies() {
     if srv.is_running() {
         let after = metrics(addr);
         let served = ok_requests(&after, "content_ts") - ok_requests(&before, "content_ts");
-        report.check(served == CLIENTS as f64, || {
-            format!("the metrics count {served} successful TS requests, expected {CLIENTS}")
+        report.check(served == clients as f64, || {
+            format!("the metrics count {served} successful TS requests, expected {clients}")
         });
         let counted = after.sum(BYTES, &[("route", "content_ts")])
             - before.sum(BYTES, &[("route", "content_ts")]);
@@ -1151,9 +1164,28 @@ fn two_hundred_concurrent_clients_get_correct_bodies() {
                 p.value("sluice_active_sessions", &[])
             )
         });
+        let busy = p.value(PIPES, &[("state", "busy")]);
+        report.check(busy == Some(0.0), || {
+            format!(
+                "{PIPES}{{state=\"busy\"}} is {busy:?} after every client finished (expected 0)"
+            )
+        });
+        if let Some(max) = max_pipes {
+            let idle = p.value(PIPES, &[("state", "idle")]).unwrap_or(-1.0);
+            report.check((0.0..=max as f64).contains(&idle), || {
+                format!("{idle} idle splice pipes with --max-splice-pipes {max}")
+            });
+            let refused = p.value(REFUSED, &[]).unwrap_or(0.0);
+            report.check(refused > 0.0, || {
+                format!("{REFUSED} is {refused}: no body went without a pipe, the copy path was not tried")
+            });
+        }
     }
     report.finish();
 }
+
+const PIPES: &str = "sluice_splice_pipes";
+const REFUSED: &str = "sluice_splice_pipe_refusals_total";
 
 // ---------------------------------------------------------------------------------------------
 // The embedded default, catalog and metrics
