@@ -772,7 +772,14 @@ fn cached_reads_are_done_by_the_caller_and_cold_ones_by_the_ring() {
     drop(b);
     let s = dev.stats();
     if cold {
-        assert_eq!((s.inline_reads, s.inline_misses), (2, 1), "{s:?}");
+        // A miss, or a hit after all: an `RWF_NOWAIT` read of an absent page starts the
+        // kernel's readahead without waiting for it, and then takes the page if that I/O is
+        // already done (a fast virtual disk). Either way the caller did not wait for the disk.
+        let (reads, misses) = (s.inline_reads, s.inline_misses);
+        assert!(
+            (reads, misses) == (2, 1) || (reads, misses) == (3, 0),
+            "{s:?}"
+        );
     }
     // After a miss the next read skips the attempt (backoff), then they resume.
     let b = rt.block_on(dev.read("a", 0, 1000)).unwrap();
