@@ -27,7 +27,8 @@
 //! 0.233–0.242 CPU-s/GiB with 64 KiB pipes against 4.06 and 0.305 with 1 MiB ones, with
 //! 17,800 TCP data segments per GiB against 23,300. A 60 KiB step (15 pages, what fits with a
 //! slot kept for an unaligned start) leaves as one segment; a larger step queues more than the
-//! socket sends at once and the kernel cuts it at window and pacing edges into smaller ones.
+//! socket sends at once, and (our reading of the counts, not traced in the kernel) is cut at
+//! window and pacing edges into smaller ones.
 //! (Draining a 1 MiB pipe in 64 KiB pieces was worse still: 64 KiB is 53 bytes over the
 //! loopback MSS, so every piece left a 53-byte segment.) `sendfile(2)` moves a file through a
 //! 16-page pipe too. 128 KiB pipes did as well on 1 MiB ranges and worse on 4 MiB files. A
