@@ -12,9 +12,10 @@
 //! A pipe is trusted only when its state is known: it is empty before every splice into it. A
 //! splice that failed, or was abandoned (its future dropped on a deadline or a membership
 //! change), may still put bytes in it later, since the ring holds a reference to the pipe
-//! until the kernel is done with it. So after any failure the caller throws the pipe away and
-//! takes a fresh one ([`SplicePipe::new`]); the ring's reference keeps the old fds open (and
-//! thus never reused by another file) until its splice completes.
+//! until the kernel is done with it. So after any failure the caller drops the pipe and takes
+//! another ([`crate::pipe_pool::take`]); the ring's reference keeps the old fds open (and thus
+//! never reused by another file) until its splice completes, and only the last holder's drop
+//! decides, by the bytes left in it, whether the pipe goes back to the pool or is closed.
 
 use crate::pipe_pool::Pool;
 use std::io;
