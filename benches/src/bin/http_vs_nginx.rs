@@ -28,8 +28,12 @@
 //! 4 MiB files, but from 3.8 to 3.1 GiB/s on 64 KiB ranges. So the streamer is held to the goal
 //! against each configuration, and the goal column says which one it missed; the streamer
 //! runs as shipped (`--store --http-listen --no-demo`, default config: a multi-thread tokio
-//! runtime on both cores, io_uring nodes with the default buffers). Both read from the page
-//! cache: the files are read once before the runs.
+//! runtime on both cores, io_uring nodes with the default buffers, 64 KiB splice pipes). Both
+//! read from the page cache: the files are read once before the runs. The streamer runs as
+//! the user who runs the bench, root on the machines so far; an ordinary user's pipe budget
+//! (`fs.pipe-user-pages-soft`) once cost it 60% of its throughput at 64 connections, which
+//! this bench could not see (see `storage_device_sim::pipe_pool`): measure as that user too
+//! when changing how pipes are used.
 //!
 //! Media (cached under `target/bench-media/`): 10 s of 720p x264 (`testsrc2`, 60 Mbit/s asked),
 //! cut to ~4 MiB for the small content and looped with `-stream_loop` to ≥1 GiB for the large
